@@ -1,0 +1,157 @@
+"""A differentiable JPEG proxy that follows libjpeg-turbo's forward pass.
+
+Forward, for an image of integer-valued samples in [0, 255] (what the real encoder is given):
+
+1. round the input (straight-through) and clip to [0, 255];
+2. pad to whole MCUs by repeating the last row and column (16 for 4:2:0, else 8), as libjpeg does;
+3. RGB -> JFIF YCbCr in libjpeg's 16-bit fixed point, rounded as libjpeg rounds;
+4. 4:2:0: chroma 2x2 box mean, rounded with libjpeg's alternating bias (``h2v2_downsample``);
+5. per plane: orthonormal 8x8 DCT of (sample - 128), quantise with the plane's step table (round half
+   away from zero, as libjpeg), dequantise, inverse DCT, + 128, round, clip to [0, 255];
+6. 4:2:0: chroma "fancy" triangle up-sampling (libjpeg's decoder default), rounded;
+7. YCbCr -> RGB, rounded and clipped; crop to the input size.
+
+Every rounding is straight-through (or additive noise for the coefficients, ``quantizer="noise"``), so
+the backward pass is that of the float pipeline: smooth, with exact gradients for the steps.
+What remains different from libjpeg is its fixed-point arithmetic (ISLOW DCT, 16-bit colour tables)
+and tie-breaking in a few roundings; ``sandwich bench proxy`` measures the gap (PSNR vs libjpeg's decode).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sandwich.codecs.blockcodec import CodedPlanes, transform_quantize
+from sandwich.codecs.color import rgb_to_ycbcr, ycbcr_to_rgb
+from sandwich.codecs.jpeg_tables import ijg_tables
+from sandwich.codecs.quantize import param_from_step, ste_floor, ste_round, step_from_param
+from sandwich.codecs.real.jpeg import SUBSAMPLINGS
+from sandwich.codecs.resample import box_down2, triangle_up2
+from sandwich.errors import InputError
+
+
+@dataclass
+class ProxyOutput:
+    """Result of a proxy codec.
+
+    Attributes:
+        recon: ``(N, C, H, W)`` decoded image, integer-valued in [0, 255] in the forward pass.
+        planes: the coded planes (Y, or Y then Cb and Cr), for the rate models.
+        samples: the integer-valued, padded ``(N, 1, H', W')`` sample planes the real encoder's DCT
+            would see (0..255), one per coded plane; used to calibrate rate models against libjpeg.
+    """
+
+    recon: Tensor
+    planes: list[CodedPlanes]
+    samples: list[Tensor]
+
+
+def _clip_round(x: Tensor) -> Tensor:
+    return ste_round(x).clamp(0.0, 255.0)
+
+
+# libjpeg's encoder rounds Y half up and Cb, Cr just below half up (``ONE_HALF - 1`` in 16-bit fixed point).
+_YCC_ROUNDING = torch.tensor([0.5, 0.5 - 2**-16, 0.5 - 2**-16]).view(1, 3, 1, 1)
+
+
+def jpeg_proxy(
+    x: Tensor, luma_step: Tensor, chroma_step: Tensor, subsampling: str = "420", quantizer: str = "ste"
+) -> ProxyOutput:
+    """Functional JPEG proxy (see module docstring).
+
+    Args:
+        x: ``(N, 3, H, W)`` RGB (4:4:4 or 4:2:0) or ``(N, 1, H, W)`` gray (4:0:0), on the 0..255 scale.
+        luma_step, chroma_step: steps for Y and for Cb/Cr; any shape :func:`~sandwich.codecs.blockcodec.tile_step`
+            accepts (flat, an 8x8 table, per image). Must be > 0.
+        subsampling: ``"444"``, ``"420"`` or ``"400"``.
+        quantizer: ``"ste"`` or ``"noise"``.
+    """
+    if subsampling not in SUBSAMPLINGS:
+        raise InputError(f"jpeg proxy: subsampling {subsampling!r} not one of {', '.join(SUBSAMPLINGS)}")
+    want = 1 if subsampling == "400" else 3
+    if x.dim() != 4 or x.shape[1] != want:
+        raise InputError(f"jpeg proxy ({subsampling}): expected (N, {want}, H, W), got {tuple(x.shape)}")
+    n, _, h, w = x.shape
+    mcu = 16 if subsampling == "420" else 8
+    x = _clip_round(x)
+    x = F.pad(x, (0, -w % mcu, 0, -h % mcu), mode="replicate")
+    if subsampling == "400":
+        planes = [x]
+    else:
+        ycc = ste_floor(rgb_to_ycbcr(x) + _YCC_ROUNDING.to(x)).clamp(0.0, 255.0)
+        luma, chroma = ycc[:, :1], ycc[:, 1:]
+        if subsampling == "420":
+            chroma = ste_floor(box_down2(chroma))
+        planes = [luma, chroma[:, :1], chroma[:, 1:]]
+    coded = [
+        transform_quantize(p - 128.0, luma_step if i == 0 else chroma_step, 8, quantizer, "luma" if i == 0 else "chroma")
+        for i, p in enumerate(planes)
+    ]
+    decoded = [_clip_round(c.recon + 128.0) for c in coded]
+    if subsampling == "400":
+        return ProxyOutput(recon=decoded[0][..., :h, :w], planes=coded, samples=planes)
+    chroma = torch.cat(decoded[1:], dim=1)
+    if subsampling == "420":
+        chroma = _clip_round(triangle_up2(chroma[..., : (h + 1) // 2, : (w + 1) // 2], h, w))
+    else:
+        chroma = chroma[..., :h, :w]
+    rgb = _clip_round(ycbcr_to_rgb(torch.cat([decoded[0][..., :h, :w], chroma], dim=1)))
+    return ProxyOutput(recon=rgb, planes=coded, samples=planes)
+
+
+class JpegProxy(nn.Module):
+    """JPEG proxy with its step tables as (optionally trainable) parameters.
+
+    Exactly one of ``quality`` (IJG tables scaled as libjpeg's ``jpeg_set_quality``) and ``flat_step``
+    (one step Δ for every frequency) sets the initial steps. Steps are parameterised as
+    ``Δ = ELU(p, 0.01) + 1`` (:func:`~sandwich.codecs.quantize.step_from_param`); flat steps train as
+    one scalar per table, IJG tables as 8x8 per table.
+
+    Args:
+        subsampling: ``"444"``, ``"420"`` or ``"400"``.
+        quality: libjpeg quality 1..100.
+        flat_step: a flat step >= 1 (on the orthonormal-DCT scale, same as a JPEG table entry).
+        trainable: whether the steps are ``nn.Parameter`` s.
+        quantizer: ``"ste"`` or ``"noise"`` for the coefficients.
+
+    Example:
+        >>> proxy = JpegProxy("420", quality=75)
+        >>> out = proxy(torch.rand(1, 3, 32, 40) * 255)
+        >>> out.recon.shape
+        torch.Size([1, 3, 32, 40])
+    """
+
+    def __init__(
+        self,
+        subsampling: str = "420",
+        quality: int | None = None,
+        flat_step: float | None = None,
+        trainable: bool = False,
+        quantizer: str = "ste",
+    ) -> None:
+        super().__init__()
+        if (quality is None) == (flat_step is None):
+            raise InputError("jpeg proxy: give exactly one of quality and flat_step")
+        if quality is not None:
+            luma, chroma = (torch.tensor(t, dtype=torch.float32) for t in ijg_tables(quality))
+        else:
+            luma = chroma = torch.tensor(float(flat_step))
+        self.subsampling, self.quantizer = subsampling, quantizer
+        for name, step in (("luma_param", luma), ("chroma_param", chroma)):
+            param = param_from_step(step.clone())
+            if trainable:
+                self.register_parameter(name, nn.Parameter(param))
+            else:
+                self.register_buffer(name, param)
+
+    def steps(self) -> tuple[Tensor, Tensor]:
+        """The current (luma, chroma) steps, each ``()`` or ``(8, 8)``."""
+        return step_from_param(self.luma_param), step_from_param(self.chroma_param)
+
+    def forward(self, x: Tensor) -> ProxyOutput:  # noqa: D102
+        luma, chroma = self.steps()
+        return jpeg_proxy(x, luma, chroma, self.subsampling, self.quantizer)

@@ -1,0 +1,1 @@
+"""Real codecs behind the :class:`~sandwich.codecs.real.base.RealCodec` interface."""

@@ -1,0 +1,110 @@
+"""JPEG through libjpeg-turbo (Pillow's wheel): quality or explicit tables; 4:4:4, 4:2:0, 4:0:0.
+
+Encoding always uses optimised Huffman tables, the accurate integer DCT (``JDCT_ISLOW``) and no
+smoothing; decoding uses libjpeg-turbo's defaults (ISLOW IDCT, "fancy" triangle up-sampling).
+
+``payload_bits`` counts every byte of the file except APPn and COM segments (the JFIF header and
+comments, which a decoder does not need): SOI, DQT, SOF, DHT, SOS, the entropy-coded data and EOI.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from sandwich.codecs.real.base import Encoded, RealCodec
+from sandwich.errors import InputError
+
+SUBSAMPLINGS = ("444", "420", "400")
+_PIL_SUBSAMPLING = {"444": 0, "420": 2}
+
+
+def jpeg_payload_bytes(data: bytes) -> int:
+    """Bytes of a JPEG stream that a decoder needs: all but APPn (0xFFE0-0xFFEF) and COM segments."""
+    skipped = 0
+    pos = 2  # after SOI
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            raise InputError("jpeg: corrupt stream (marker expected)")
+        marker = data[pos + 1]
+        if marker == 0xDA:  # SOS: entropy-coded data follows; no more header segments to skip
+            break
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if 0xE0 <= marker <= 0xEF or marker == 0xFE:
+            skipped += 2 + length
+        pos += 2 + length
+    return len(data) - skipped
+
+
+class JpegCodec(RealCodec):
+    """Baseline 8-bit JPEG via libjpeg-turbo.
+
+    Args:
+        subsampling: ``"444"`` or ``"420"`` for RGB input (JFIF YCbCr), ``"400"`` for one channel.
+    """
+
+    name = "jpeg"
+    knob = "quality"
+    higher_is_better = True
+    level_range = (1, 100)
+    bit_depth = 8
+
+    def __init__(self, subsampling: str = "420") -> None:
+        if subsampling not in SUBSAMPLINGS:
+            raise InputError(f"jpeg: subsampling {subsampling!r} not one of {', '.join(SUBSAMPLINGS)}")
+        self.subsampling = subsampling
+        self.channels = 1 if subsampling == "400" else 3
+
+    def encode(self, image: np.ndarray, level: int) -> Encoded:
+        """Code at libjpeg quality ``level`` (1..100, IJG tables scaled as ``jpeg_set_quality``)."""
+        self.check_level(level)
+        return self._save(image, quality=int(level))
+
+    def encode_with_tables(self, image: np.ndarray, luma: np.ndarray, chroma: np.ndarray | None = None) -> Encoded:
+        """Code with explicit ``(8, 8)`` natural-order tables, entries rounded to integers in [1, 255].
+
+        ``chroma`` defaults to ``luma``; it is ignored for 4:0:0.
+        """
+        tables = [_table_list(luma)]
+        if self.channels == 3:
+            tables.append(_table_list(luma if chroma is None else chroma))
+        return self._save(image, qtables=tables)
+
+    def _save(self, image: np.ndarray, **options) -> Encoded:
+        self.check_image(image)
+        pil = Image.fromarray(image, mode="L" if self.channels == 1 else "RGB")
+        if self.channels == 3:
+            options["subsampling"] = _PIL_SUBSAMPLING[self.subsampling]
+        buf = io.BytesIO()
+        pil.save(buf, format="JPEG", optimize=True, **options)
+        data = buf.getvalue()
+        return Encoded(data=data, payload_bits=8 * jpeg_payload_bytes(data))
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """Decode with libjpeg-turbo; returns ``(H, W)`` or ``(H, W, 3)`` uint8."""
+        try:
+            with Image.open(io.BytesIO(data)) as pil:
+                if pil.format != "JPEG":
+                    raise InputError(f"jpeg: stream is {pil.format}, not JPEG")
+                pil.load()
+                want = "L" if self.channels == 1 else "RGB"
+                if pil.mode != want:
+                    raise InputError(f"jpeg: stream has mode {pil.mode}, this codec decodes {want}")
+                return np.asarray(pil)
+        except InputError:
+            raise
+        except Exception as exc:  # Pillow raises several types for corrupt or truncated streams
+            raise InputError(f"jpeg: cannot decode stream ({exc})") from None
+
+
+def _table_list(table: np.ndarray) -> list[int]:
+    """An (8, 8) natural-order table as the flat list Pillow's ``qtables`` takes."""
+    table = np.asarray(table)
+    if table.shape != (8, 8):
+        raise InputError(f"jpeg: quantisation table must be 8x8, got shape {table.shape}")
+    flat = np.rint(table).astype(np.int64).reshape(-1)
+    if flat.min() < 1 or flat.max() > 255:
+        raise InputError(f"jpeg: quantisation table entries must lie in [1, 255], got [{flat.min()}, {flat.max()}]")
+    return flat.tolist()
