@@ -1,8 +1,9 @@
 """JFIF (full-range BT.601) colour conversion, as libjpeg uses it.
 
 Both directions take and return ``(N, 3, H, W)`` float tensors on the 0..255 scale; chroma is centred
-at 128. The matrices are JFIF's, with the forward one rounded to 16 fractional bits as libjpeg's
-encoder does (``FIX(x) = round(x * 2**16)``), so that its integer rounding can be followed exactly.
+at 128. The forward matrix is JFIF's rounded to 16 fractional bits as libjpeg's encoder does
+(``FIX(x) = round(x * 2**16)``), so that its integer rounding can be followed exactly. Each direction
+is one batched 3x3 matrix product over the pixels.
 """
 
 from __future__ import annotations
@@ -10,18 +11,21 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-_RGB_TO_YCBCR = torch.round(
-    torch.tensor(
-        [
-            [0.29900, 0.58700, 0.11400],
-            [-0.16874, -0.33126, 0.50000],
-            [0.50000, -0.41869, -0.08131],
-        ],
-        dtype=torch.float64,
+RGB_TO_YCBCR = (
+    torch.round(
+        torch.tensor(
+            [
+                [0.29900, 0.58700, 0.11400],
+                [-0.16874, -0.33126, 0.50000],
+                [0.50000, -0.41869, -0.08131],
+            ],
+            dtype=torch.float64,
+        )
+        * 2**16
     )
-    * 2**16
-) / 2**16
-_YCBCR_TO_RGB = torch.tensor(
+    / 2**16
+)
+YCBCR_TO_RGB = torch.tensor(
     [
         [1.0, 0.0, 1.402],
         [1.0, -0.344136286, -0.714136286],
@@ -29,18 +33,30 @@ _YCBCR_TO_RGB = torch.tensor(
     ],
     dtype=torch.float64,
 )
-_OFFSET = torch.tensor([0.0, 128.0, 128.0], dtype=torch.float64)
+_CHROMA_OFFSET = torch.tensor([0.0, 128.0, 128.0], dtype=torch.float64)
 
 
-def _mix(x: Tensor, matrix: Tensor) -> Tensor:
-    return torch.einsum("oc,nchw->nohw", matrix.to(x), x)
+def _mix(x: Tensor, matrix: Tensor, bias: Tensor) -> Tensor:
+    """``matrix @ pixel + bias`` for every pixel of ``(N, C, H, W)`` ``x``; ``matrix`` is ``(O, C)``."""
+    n, c, h, w = x.shape
+    o = matrix.shape[0]
+    return torch.baddbmm(bias.view(1, o, 1), matrix.expand(n, o, c), x.reshape(n, c, h * w)).view(n, o, h, w)
 
 
-def rgb_to_ycbcr(rgb: Tensor) -> Tensor:
-    """``(N, 3, H, W)`` RGB in [0, 255] -> YCbCr in [0, 255] (Cb, Cr centred at 128)."""
-    return _mix(rgb, _RGB_TO_YCBCR) + _OFFSET.to(rgb).view(1, 3, 1, 1)
+def rgb_to_ycbcr(rgb: Tensor, offset: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``(N, 3, H, W)`` RGB in [0, 255] -> Y ``(N, 1, H, W)`` and CbCr ``(N, 2, H, W)`` in [0, 255].
+
+    Cb and Cr are centred at 128. ``offset`` ``(3,)`` is added on top (e.g. a rounding offset). The two
+    parts come back separately because JPEG codes them separately (and slicing would cost a copy in
+    the backward pass).
+    """
+    bias = (_CHROMA_OFFSET if offset is None else _CHROMA_OFFSET + offset.double().cpu()).to(rgb)
+    matrix = RGB_TO_YCBCR.to(rgb)
+    return _mix(rgb, matrix[:1], bias[:1]), _mix(rgb, matrix[1:], bias[1:])
 
 
-def ycbcr_to_rgb(ycc: Tensor) -> Tensor:
-    """Inverse of :func:`rgb_to_ycbcr` (no clipping)."""
-    return _mix(ycc - _OFFSET.to(ycc).view(1, 3, 1, 1), _YCBCR_TO_RGB)
+def ycbcr_to_rgb(luma: Tensor, chroma: Tensor) -> Tensor:
+    """Inverse of :func:`rgb_to_ycbcr`: Y ``(N, 1, H, W)`` and CbCr ``(N, 2, H, W)`` -> RGB (no clipping)."""
+    matrix = YCBCR_TO_RGB.to(luma)
+    # Y's column of the matrix is all ones: add it by broadcasting.
+    return _mix(chroma, matrix[:, 1:], -(matrix @ _CHROMA_OFFSET.to(luma))) + luma

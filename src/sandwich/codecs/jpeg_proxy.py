@@ -28,10 +28,13 @@ from torch import Tensor, nn
 from sandwich.codecs.blockcodec import CodedPlanes, transform_quantize
 from sandwich.codecs.color import rgb_to_ycbcr, ycbcr_to_rgb
 from sandwich.codecs.jpeg_tables import ijg_tables
-from sandwich.codecs.quantize import param_from_step, ste_floor, ste_round, step_from_param
+from sandwich.codecs.quantize import param_from_step, round_samples, step_from_param
 from sandwich.codecs.real.jpeg import SUBSAMPLINGS
 from sandwich.codecs.resample import box_down2, triangle_up2
 from sandwich.errors import InputError
+
+# libjpeg's encoder rounds Y half up and Cb, Cr just below half up (``ONE_HALF - 1`` in 16-bit fixed point).
+_YCC_ROUNDING = torch.tensor([0.5, 0.5 - 2**-16, 0.5 - 2**-16])
 
 
 @dataclass
@@ -40,9 +43,9 @@ class ProxyOutput:
 
     Attributes:
         recon: ``(N, C, H, W)`` decoded image, integer-valued in [0, 255] in the forward pass.
-        planes: the coded planes (Y, or Y then Cb and Cr), for the rate models.
-        samples: the integer-valued, padded ``(N, 1, H', W')`` sample planes the real encoder's DCT
-            would see (0..255), one per coded plane; used to calibrate rate models against libjpeg.
+        planes: the coded plane groups: luma (``(N, 1, ...)``), then chroma (``(N, 2, ...)``) if any.
+        samples: per group, the integer-valued padded sample planes (0..255) the real encoder's DCT
+            would see, shaped like the group; used to calibrate rate models against libjpeg.
     """
 
     recon: Tensor
@@ -50,12 +53,9 @@ class ProxyOutput:
     samples: list[Tensor]
 
 
-def _clip_round(x: Tensor) -> Tensor:
-    return ste_round(x).clamp(0.0, 255.0)
-
-
-# libjpeg's encoder rounds Y half up and Cb, Cr just below half up (``ONE_HALF - 1`` in 16-bit fixed point).
-_YCC_ROUNDING = torch.tensor([0.5, 0.5 - 2**-16, 0.5 - 2**-16]).view(1, 3, 1, 1)
+def _crop(x: Tensor, h: int, w: int) -> Tensor:
+    """The top-left ``h x w`` of ``x`` (``x`` itself when it already has that size: no backward copy)."""
+    return x if x.shape[-2:] == (h, w) else x[..., :h, :w]
 
 
 def jpeg_proxy(
@@ -65,8 +65,8 @@ def jpeg_proxy(
 
     Args:
         x: ``(N, 3, H, W)`` RGB (4:4:4 or 4:2:0) or ``(N, 1, H, W)`` gray (4:0:0), on the 0..255 scale.
-        luma_step, chroma_step: steps for Y and for Cb/Cr; any shape :func:`~sandwich.codecs.blockcodec.tile_step`
-            accepts (flat, an 8x8 table, per image). Must be > 0.
+        luma_step, chroma_step: steps for Y and for Cb/Cr; any shape
+            :func:`~sandwich.codecs.blockcodec.tile_step` accepts (flat, an 8x8 table, per image); > 0.
         subsampling: ``"444"``, ``"420"`` or ``"400"``.
         quantizer: ``"ste"`` or ``"noise"``.
     """
@@ -77,30 +77,30 @@ def jpeg_proxy(
         raise InputError(f"jpeg proxy ({subsampling}): expected (N, {want}, H, W), got {tuple(x.shape)}")
     n, _, h, w = x.shape
     mcu = 16 if subsampling == "420" else 8
-    x = _clip_round(x)
-    x = F.pad(x, (0, -w % mcu, 0, -h % mcu), mode="replicate")
+    x = round_samples(x)
+    if h % mcu or w % mcu:
+        x = F.pad(x, (0, -w % mcu, 0, -h % mcu), mode="replicate")
     if subsampling == "400":
-        planes = [x]
+        groups = [x]
     else:
-        ycc = ste_floor(rgb_to_ycbcr(x) + _YCC_ROUNDING.to(x)).clamp(0.0, 255.0)
-        luma, chroma = ycc[:, :1], ycc[:, 1:]
+        luma, chroma = (round_samples(p, offset=0.0, peak=None) for p in rgb_to_ycbcr(x, _YCC_ROUNDING))
         if subsampling == "420":
-            chroma = ste_floor(box_down2(chroma))
-        planes = [luma, chroma[:, :1], chroma[:, 1:]]
+            chroma = round_samples(box_down2(chroma), offset=0.0, peak=None)
+        groups = [luma, chroma]
     coded = [
-        transform_quantize(p - 128.0, luma_step if i == 0 else chroma_step, 8, quantizer, "luma" if i == 0 else "chroma")
-        for i, p in enumerate(planes)
+        transform_quantize(g - 128.0, luma_step if i == 0 else chroma_step, 8, quantizer, "luma" if i == 0 else "chroma")
+        for i, g in enumerate(groups)
     ]
-    decoded = [_clip_round(c.recon + 128.0) for c in coded]
+    luma = _crop(round_samples(coded[0].recon, offset=128.5), h, w)
     if subsampling == "400":
-        return ProxyOutput(recon=decoded[0][..., :h, :w], planes=coded, samples=planes)
-    chroma = torch.cat(decoded[1:], dim=1)
+        return ProxyOutput(recon=luma, planes=coded, samples=groups)
+    chroma = round_samples(coded[1].recon, offset=128.5)
     if subsampling == "420":
-        chroma = _clip_round(triangle_up2(chroma[..., : (h + 1) // 2, : (w + 1) // 2], h, w))
+        chroma = round_samples(triangle_up2(_crop(chroma, (h + 1) // 2, (w + 1) // 2), h, w), peak=None)
     else:
-        chroma = chroma[..., :h, :w]
-    rgb = _clip_round(ycbcr_to_rgb(torch.cat([decoded[0][..., :h, :w], chroma], dim=1)))
-    return ProxyOutput(recon=rgb, planes=coded, samples=planes)
+        chroma = _crop(chroma, h, w)
+    rgb = round_samples(ycbcr_to_rgb(luma, chroma))
+    return ProxyOutput(recon=rgb, planes=coded, samples=groups)
 
 
 class JpegProxy(nn.Module):

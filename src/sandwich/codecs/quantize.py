@@ -25,7 +25,7 @@ from sandwich.errors import InputError
 
 def round_half_away(x: Tensor) -> Tensor:
     """Round to the nearest integer, ties away from zero (C's ``round``; not differentiable)."""
-    return torch.sign(x) * torch.floor(x.abs() + 0.5)
+    return torch.trunc(x + torch.copysign(torch.tensor(0.5, dtype=x.dtype, device=x.device), x))
 
 
 def ste_round(x: Tensor) -> Tensor:
@@ -72,3 +72,25 @@ def param_from_step(step: Tensor) -> Tensor:
     if torch.any(step < 1):
         raise InputError("initial quantisation step must be >= 1")
     return step - 1.0
+
+
+class _FloorSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, offset: float | Tensor) -> Tensor:  # noqa: D102
+        return torch.floor(x + offset)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # noqa: D102
+        return grad, None
+
+
+def round_samples(x: Tensor, offset: float | Tensor = 0.5, peak: float | None = 255.0) -> Tensor:
+    """Integer samples ``floor(x + offset)``, clipped to ``[0, peak]`` unless ``peak`` is None.
+
+    ``offset=0.5`` rounds half up (libjpeg's ``+ ONE_HALF`` before a shift); ``offset`` may be a
+    tensor broadcasting against ``x`` (e.g. per channel). Backward: the floor is straight-through (the
+    gradient passes unchanged, without a pass over the tensor), the clip passes it only inside
+    ``[0, peak]``. Pass ``peak=None`` where the value cannot leave the range (it saves two passes).
+    """
+    rounded = _FloorSTE.apply(x, offset)
+    return rounded if peak is None else rounded.clamp(0.0, peak)

@@ -1,0 +1,147 @@
+"""``sandwich bench proxy``: the JPEG proxy against real libjpeg-turbo, and its speed against kornia.
+
+For every image (default: the held-out sample photos, which the rate model was not fitted on) and
+quality 10, 20, ..., 90, 95 it codes the image with libjpeg-turbo and with the proxy using the same
+IJG tables and reports, per quality (means over images):
+
+* ``real_bpp`` / ``proxy_bpp``: libjpeg payload bits and the calibration-free rate model's estimate,
+  per source pixel;
+* ``psnr_real_db`` / ``psnr_proxy_db``: each decode against the source (8-bit scale);
+* ``recon_psnr_vs_real_db``: the proxy's reconstruction against libjpeg's decode.
+
+The summary adds the median |relative error| of the rate model over all (image, quality) pairs, the
+worst quality point of ``recon_psnr_vs_real_db``, and forward+backward throughput of the proxy with
+its rate model on a 16x3x256x256 batch (16x1x256x256 for 4:0:0), beside kornia's differentiable JPEG
+(RGB 4:2:0 only, the same RGB batch) measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from sandwich.bench.timing import median_seconds, print_table, write_json
+from sandwich.codecs.jpeg_pair import code_pair, tables_for
+from sandwich.codecs.jpeg_proxy import JpegProxy
+from sandwich.codecs.rate.linear import LinearJpegRate
+from sandwich.data.images import list_images, read_rgb8
+from sandwich.data.samples import HELD_OUT_PHOTOS, load_photos
+from sandwich.errors import InputError
+from sandwich.metrics.psnr import psnr_db
+
+QUALITIES = (10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+SPEED_SHAPE = (16, 256, 256)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register this benchmark's options."""
+    parser.add_argument("--codec", default="jpeg", choices=["jpeg"], help="codec to compare (only jpeg has a proxy)")
+    parser.add_argument("--subsampling", default="420", choices=["444", "420", "400"], help="chroma subsampling")
+    parser.add_argument("--images", type=Path, default=None, help="folder of PNG/JPEG photos (default: held-out sample photos)")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here as JSON")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for the speed test (default: torch's)")
+
+
+def _load_images(folder: Path | None) -> dict[str, np.ndarray]:
+    if folder is None:
+        return load_photos(HELD_OUT_PHOTOS)
+    return {path.name: read_rgb8(path) for path in list_images(folder)}
+
+
+def measure_rd(images: dict[str, np.ndarray], subsampling: str) -> tuple[list[dict], list[float], list[float]]:
+    """Per-quality points, every (image, quality) rate error, and every per-image recon PSNR."""
+    rate_model = LinearJpegRate()
+    points, rate_errors, recon_all = [], [], []
+    for quality in tqdm(QUALITIES, desc=f"jpeg {subsampling} real vs proxy", unit="quality"):
+        acc = {k: [] for k in ("real_bpp", "proxy_bpp", "psnr_real_db", "psnr_proxy_db", "recon_psnr_vs_real_db")}
+        for rgb in images.values():
+            pair = code_pair(rgb, subsampling, *tables_for(quality=quality))
+            pixels = rgb.shape[0] * rgb.shape[1]
+            with torch.no_grad():
+                proxy_bits = float(rate_model(pair.proxy.planes)[0])
+            proxy_decoded = pair.proxy_decoded()
+            acc["real_bpp"].append(pair.real_bits / pixels)
+            acc["proxy_bpp"].append(proxy_bits / pixels)
+            acc["psnr_real_db"].append(psnr_db(pair.real_decoded, pair.source))
+            acc["psnr_proxy_db"].append(psnr_db(proxy_decoded, pair.source))
+            acc["recon_psnr_vs_real_db"].append(psnr_db(proxy_decoded, pair.real_decoded))
+            rate_errors.append(abs(proxy_bits - pair.real_bits) / pair.real_bits)
+        recon_all.extend(acc["recon_psnr_vs_real_db"])
+        points.append({"quality": quality, **{k: float(np.mean(v)) for k, v in acc.items()}})
+    return points, rate_errors, recon_all
+
+
+def measure_speed(subsampling: str) -> dict[str, float]:
+    """Forward+backward MPix/s of proxy+rate and of kornia's differentiable JPEG on the same batch."""
+    import kornia.enhance
+
+    n, h, w = SPEED_SHAPE
+    generator = torch.Generator().manual_seed(0)
+    rgb = torch.rand(n, 3, h, w, generator=generator) * 255
+    source = rgb.mean(dim=1, keepdim=True) if subsampling == "400" else rgb
+    proxy, rate_model = JpegProxy(subsampling, quality=50, trainable=True), LinearJpegRate()
+
+    def ours() -> None:
+        x = source.clone().requires_grad_(True)
+        out = proxy(x)
+        (out.recon.square().mean() + rate_model(out.planes).mean()).backward()
+
+    def theirs() -> None:
+        x = (rgb / 255).clone().requires_grad_(True)
+        y = kornia.enhance.jpeg_codec_differentiable(x, torch.tensor([50.0]))
+        y.square().mean().backward()
+
+    mpix = n * h * w / 1e6
+    ours_s, theirs_s = median_seconds(ours, repeats=3), median_seconds(theirs, repeats=3)
+    return {
+        "fwd_bwd_mpix_per_s": mpix / ours_s,
+        "kornia_fwd_bwd_mpix_per_s": mpix / theirs_s,
+        "speedup_vs_kornia": theirs_s / ours_s,
+    }
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Run the benchmark, print its table and summary, write JSON; returns the report."""
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    images = _load_images(args.images)
+    points, rate_errors, recon_all = measure_rd(images, args.subsampling)
+    summary = {
+        "rate_median_abs_rel_err": float(np.median(rate_errors)),
+        "rate_p90_abs_rel_err": float(np.quantile(rate_errors, 0.9)),
+        "recon_psnr_vs_real_db_min": min(p["recon_psnr_vs_real_db"] for p in points),
+        "recon_psnr_vs_real_db_worst_image": float(min(recon_all)),
+        **measure_speed(args.subsampling),
+    }
+    report = {
+        "benchmark": "proxy",
+        "codec": args.codec,
+        "subsampling": args.subsampling,
+        "images": sorted(images),
+        "rate_model": "LinearJpegRate (calibration-free, sandwich/codecs/rate/jpeg_linear.json)",
+        "speed_input": f"{SPEED_SHAPE[0]}x{1 if args.subsampling == '400' else 3}x{SPEED_SHAPE[1]}x{SPEED_SHAPE[2]}",
+        "torch_threads": torch.get_num_threads(),
+        "points": points,
+        "summary": summary,
+    }
+    print_table(
+        points,
+        [
+            ("quality", "quality", "d"),
+            ("real_bpp", "real_bpp", ".3f"),
+            ("proxy_bpp", "proxy_bpp", ".3f"),
+            ("psnr_real_db", "psnr_real", ".2f"),
+            ("psnr_proxy_db", "psnr_proxy", ".2f"),
+            ("recon_psnr_vs_real_db", "proxy_vs_real", ".2f"),
+        ],
+    )
+    for key, value in summary.items():
+        print(f"{key:36s} {value:.4f}")
+    write_json(args.json, report)
+    return report

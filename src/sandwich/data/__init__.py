@@ -1,0 +1,1 @@
+"""Data: sample photos, image reading, WebDataset shards."""

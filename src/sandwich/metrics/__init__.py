@@ -1,0 +1,1 @@
+"""Quality metrics: d-bit PSNR, MS-SSIM, LPIPS, BD-rate."""
