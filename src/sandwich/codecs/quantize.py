@@ -89,8 +89,10 @@ def round_samples(x: Tensor, offset: float | Tensor = 0.5, peak: float | None = 
 
     ``offset=0.5`` rounds half up (libjpeg's ``+ ONE_HALF`` before a shift); ``offset`` may be a
     tensor broadcasting against ``x`` (e.g. per channel). Backward: the floor is straight-through (the
-    gradient passes unchanged, without a pass over the tensor), the clip passes it only inside
-    ``[0, peak]``. Pass ``peak=None`` where the value cannot leave the range (it saves two passes).
+    gradient passes unchanged, without a pass over the tensor); the clip passes it exactly where
+    ``floor(x + offset)`` lies in ``[0, peak]`` (saturated values included) and blocks it outside.
+    Pass ``peak=None`` where the value cannot leave the range (it saves two passes).
     """
-    rounded = _FloorSTE.apply(x, offset)
-    return rounded if peak is None else rounded.clamp(0.0, peak)
+    if peak is None:
+        return _FloorSTE.apply(x, offset)
+    return _FloorSTE.apply((x + offset).clamp(0.0, peak + 0.999), 0.0)

@@ -1,0 +1,24 @@
+"""Shared fixtures: real photos from the embedded sample set, cropped to odd sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sandwich.data.samples import load_photo
+
+
+@pytest.fixture(scope="session")
+def photo_crop() -> np.ndarray:
+    """A ``(77, 101, 3)`` uint8 crop of a held-out sample photo (odd sides on purpose)."""
+    return load_photo("coffee")[100:177, 200:301].copy()
+
+
+@pytest.fixture(scope="session")
+def photo_crops() -> list[np.ndarray]:
+    """Odd-sized uint8 RGB crops of three held-out sample photos."""
+    return [
+        load_photo("coffee")[50:211, 120:323].copy(),
+        load_photo("rocket")[100:233, 200:405].copy(),
+        load_photo("hubble_deep_field")[300:445, 300:503].copy(),
+    ]

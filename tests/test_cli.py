@@ -1,0 +1,77 @@
+"""The ``sandwich`` command as a user runs it: help, the proxy benchmark, and refusals (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sandwich.data.samples import load_photo
+
+
+def sandwich(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sandwich.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_help() -> None:
+    assert sandwich("--help").returncode == 0
+    result = sandwich("bench", "proxy", "--help")
+    assert result.returncode == 0
+    for option in ("--subsampling", "--images", "--json"):
+        assert option in result.stdout
+
+
+@pytest.fixture()
+def photo_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(load_photo("coffee")[:93, :131]).save(folder / "a.png")
+    Image.fromarray(load_photo("rocket")[40:140, 100:221]).save(folder / "b.jpg", quality=95)
+    return folder
+
+
+def test_bench_proxy_writes_report(photo_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = sandwich("bench", "proxy", "--codec", "jpeg", "--subsampling", "420", "--images", str(photo_dir), "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert [p["quality"] for p in report["points"]] == [10, 20, 30, 40, 50, 60, 70, 80, 90, 95]
+    for point in report["points"]:
+        assert set(point) == {"quality", "real_bpp", "proxy_bpp", "psnr_real_db", "psnr_proxy_db", "recon_psnr_vs_real_db"}
+    bpps = [p["real_bpp"] for p in report["points"]]
+    assert bpps == sorted(bpps)  # rate grows with quality
+    summary = report["summary"]
+    assert summary["recon_psnr_vs_real_db_min"] >= 45
+    assert summary["rate_median_abs_rel_err"] <= 0.1
+    assert summary["speedup_vs_kornia"] == pytest.approx(summary["fwd_bwd_mpix_per_s"] / summary["kornia_fwd_bwd_mpix_per_s"])
+    assert "rate_median_abs_rel_err" in result.stdout
+
+
+def _assert_refused(result: subprocess.CompletedProcess, needle: str, out: Path) -> None:
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+    assert not out.exists()
+
+
+def test_refusals(tmp_path: Path) -> None:
+    out = tmp_path / "never.json"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _assert_refused(sandwich("bench", "proxy", "--images", str(empty), "--json", str(out)), "no images", out)
+    _assert_refused(sandwich("bench", "proxy", "--images", str(tmp_path / "nope"), "--json", str(out)), "not a folder", out)
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    _assert_refused(sandwich("bench", "proxy", "--images", str(corrupt), "--json", str(out)), "broken.png", out)
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    Image.fromarray(np.full((16, 16), 40000, dtype=np.uint16)).save(deep / "sixteen.png")
+    _assert_refused(sandwich("bench", "proxy", "--images", str(deep), "--json", str(out)), "more than 8 bits", out)
+    bad_choice = sandwich("bench", "proxy", "--subsampling", "422")
+    assert bad_choice.returncode == 2 and "invalid choice" in bad_choice.stderr
