@@ -8,7 +8,9 @@ equivalent autograd graph.
 
 Forward, with ``c = DCT(x)`` and ``u = c / Δ`` (spatial layout, see :mod:`sandwich.codecs.dct`):
 
-* levels ``q = round_half_away(u)`` (``"ste"``) or ``q = u + U(-1/2, 1/2)`` (``"noise"``);
+* levels ``q = round_half_away(u)`` (``"ste"``) or ``q = u + U(-1/2, 1/2)`` (``"noise"``); values
+  within :data:`TIE_TOLERANCE` below a tie count as ties, because libjpeg's integer DCT hits exact ties
+  (e.g. a DC of a block whose sum is an odd multiple of 4Δ) that float32 misses by a rounding error;
 * ``recon = IDCT(q · Δ)``;
 * per-image entropy-coder statistics of the integer levels ``round_half_away(u)`` (both modes), in the
   order of :data:`FEATURES`:
@@ -39,6 +41,7 @@ from sandwich.errors import InputError
 
 FEATURES = ("ac_log", "ac_nonzero", "dc_diff_log", "dc_log", "blocks")
 QUANTIZER_MODES = ("ste", "noise")
+TIE_TOLERANCE = 1e-4  # in units of the step; float32 DCT error is ~1e-5 of a step of 1 at 8-bit scale
 
 
 @dataclass
@@ -75,6 +78,11 @@ def tile_step(step: Tensor, n: int, block: int) -> Tensor:
     )
 
 
+def quantize_levels(u: Tensor) -> Tensor:
+    """Integer levels of ``u = c / Δ``: round half away from zero, near-ties (:data:`TIE_TOLERANCE`) as ties."""
+    return round_half_away(u + torch.copysign(torch.tensor(TIE_TOLERANCE, dtype=u.dtype, device=u.device), u))
+
+
 def _dc(blocks: Tensor) -> Tensor:
     """``(N, C, Hb, b, Wb, b)`` -> ``(N, C, Hb*Wb)`` DC values in raster block order (a copy)."""
     n, c = blocks.shape[:2]
@@ -94,7 +102,7 @@ class _TransformQuantize(torch.autograd.Function):
         d = dct_matrix(block, planes.dtype, planes.device)
         tiled = tile_step(step, n, block)
         u = _separable(planes, d, d.T).view(view).div_(tiled)
-        levels = round_half_away(u)
+        levels = quantize_levels(u)
         mags = levels.abs()
         log_mag = torch.log2(mags + 1.0)
         ac_log = log_mag.sum(dim=(1, 2, 3, 4, 5)) - _dc(log_mag).sum(dim=(1, 2))
@@ -141,7 +149,7 @@ class _TransformQuantize(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_planes = _separable((g_u / tiled).view(n, c, hb * block, wb * block), d.T, d)
         if ctx.needs_input_grad[1]:
-            levels = u + noise if noise is not None else round_half_away(u)
+            levels = u + noise if noise is not None else quantize_levels(u)
             # recon depends on Δ through q(c/Δ)·Δ -> q - u; the statistics through u = c/Δ -> -u/Δ.
             g_tiled = g_coded * (levels - u) - g_feat * u / tiled
             grad_step = g_tiled.sum_to_size(tiled.shape).reshape(step.shape)
