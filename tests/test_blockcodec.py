@@ -6,15 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from sandwich.codecs.blockcodec import FEATURES, tile_step, transform_quantize
+from sandwich.codecs.blockcodec import FEATURES, quantize_levels, tile_step, transform_quantize
 from sandwich.codecs.dct import block_dct, block_idct
-from sandwich.codecs.quantize import round_half_away, ste_round
 from sandwich.errors import InputError
 
 
 def _st(fn, u):
     """fn(round(u)) forward, grad of fn(u) backward."""
-    return fn(u) + (fn(round_half_away(u)) - fn(u)).detach()
+    return fn(u) + (fn(quantize_levels(u)) - fn(u)).detach()
 
 
 def reference(planes, step, block, noise=None):
@@ -23,7 +22,7 @@ def reference(planes, step, block, noise=None):
     view = (n, c, h // block, block, w // block, block)
     tiled = tile_step(step, n, block)
     u = block_dct(planes, block).reshape(view) / tiled
-    q = ste_round(u) if noise is None else u + noise
+    q = u + (quantize_levels(u) - u).detach() if noise is None else u + noise
     recon = block_idct((q * tiled).reshape(n, c, h, w), block)
     log_mag = lambda t: torch.log2(1 + t.abs())  # noqa: E731
     ac_mask = torch.ones(block, 1, block, dtype=torch.bool)
@@ -35,7 +34,7 @@ def reference(planes, step, block, noise=None):
         [
             _st(log_mag, ac).sum(dim=(1, 2, 3, 4, 5)),
             _st(lambda t: t.abs().clamp(max=1), ac).sum(dim=(1, 2, 3, 4, 5)),
-            (log_mag(diff) + (log_mag(round_half_away(dc) - torch.cat([torch.zeros_like(dc[..., :1]), round_half_away(dc)[..., :-1]], -1)) - log_mag(diff)).detach()).sum(dim=(1, 2)),
+            (log_mag(diff) + (log_mag(quantize_levels(dc) - torch.cat([torch.zeros_like(dc[..., :1]), quantize_levels(dc)[..., :-1]], -1)) - log_mag(diff)).detach()).sum(dim=(1, 2)),
             _st(log_mag, dc).sum(dim=(1, 2)),
             torch.full((n,), float(c * (h // block) * (w // block)), dtype=planes.dtype),
         ],
