@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sandwich.codecs.blockcodec import FEATURES, quantize_levels, tile_step, transform_quantize
+from sandwich.codecs.blockcodec import FEATURES, TIE_TOLERANCE, quantize_levels, tile_step, transform_quantize
 from sandwich.codecs.dct import block_dct, block_idct
 from sandwich.errors import InputError
 
@@ -94,7 +94,7 @@ def test_statistics_count_integer_levels() -> None:
     gray = load_photo("rocket")[:64, :64, 1].astype(np.float64) - 128
     out = transform_quantize(torch.from_numpy(gray)[None, None], torch.tensor(10.0, dtype=torch.float64), 8)
     coef = block_dct(torch.from_numpy(gray)[None, None], 8)[0, 0].numpy()
-    levels = np.sign(coef / 10) * np.floor(np.abs(coef / 10) + 0.5)
+    levels = np.sign(coef) * np.floor(np.abs(coef / 10) + 0.5 + TIE_TOLERANCE)  # near-ties count as ties
     blocks = levels.reshape(8, 8, 8, 8).transpose(0, 2, 1, 3).reshape(64, 64)  # block index, 64 coefs
     dc, ac = blocks[:, 0], blocks[:, 1:]
     dc_diff = np.diff(dc, prepend=0)
