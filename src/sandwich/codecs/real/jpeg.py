@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from sandwich.codecs.real.base import Encoded, RealCodec
+from sandwich.codecs.real.pillow_decode import pillow_decode
 from sandwich.errors import InputError
 
 SUBSAMPLINGS = ("444", "420", "400")
@@ -84,19 +85,7 @@ class JpegCodec(RealCodec):
 
     def decode(self, data: bytes) -> np.ndarray:
         """Decode with libjpeg-turbo; returns ``(H, W)`` or ``(H, W, 3)`` uint8."""
-        try:
-            with Image.open(io.BytesIO(data)) as pil:
-                if pil.format != "JPEG":
-                    raise InputError(f"jpeg: stream is {pil.format}, not JPEG")
-                pil.load()
-                want = "L" if self.channels == 1 else "RGB"
-                if pil.mode != want:
-                    raise InputError(f"jpeg: stream has mode {pil.mode}, this codec decodes {want}")
-                return np.asarray(pil)
-        except InputError:
-            raise
-        except Exception as exc:  # Pillow raises several types for corrupt or truncated streams
-            raise InputError(f"jpeg: cannot decode stream ({exc})") from None
+        return pillow_decode(data, "jpeg", "JPEG", "L" if self.channels == 1 else "RGB")
 
 
 def _table_list(table: np.ndarray) -> list[int]:
