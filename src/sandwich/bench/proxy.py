@@ -96,7 +96,7 @@ def measure_speed(subsampling: str) -> dict[str, float]:
         y.square().mean().backward()
 
     mpix = n * h * w / 1e6
-    ours_s, theirs_s = median_seconds(ours, repeats=3), median_seconds(theirs, repeats=3)
+    ours_s, theirs_s = median_seconds(ours, repeats=5), median_seconds(theirs, repeats=5)
     return {
         "fwd_bwd_mpix_per_s": mpix / ours_s,
         "kornia_fwd_bwd_mpix_per_s": mpix / theirs_s,
