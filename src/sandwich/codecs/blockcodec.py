@@ -105,12 +105,12 @@ class _TransformQuantize(torch.autograd.Function):
         levels = quantize_levels(u)
         mags = levels.abs()
         log_mag = torch.log2(mags + 1.0)
-        ac_log = log_mag.sum(dim=(1, 2, 3, 4, 5)) - _dc(log_mag).sum(dim=(1, 2))
+        dc_log = _dc(log_mag).sum(dim=(1, 2))
+        ac_log = log_mag.sum(dim=(1, 2, 3, 4, 5)) - dc_log
         nonzero = (mags > 0).sum(dim=(1, 2, 3, 4, 5)) - (_dc(mags) > 0).sum(dim=(1, 2))
         dc = _dc(levels)
         dc_diff = torch.diff(dc, dim=-1, prepend=torch.zeros_like(dc[..., :1]))
         dc_diff_log = torch.log2(dc_diff.abs() + 1.0).sum(dim=(1, 2))
-        dc_log = _dc(log_mag).sum(dim=(1, 2))
         count = torch.full_like(ac_log, float(c * (h // block) * (w // block)))
         features = torch.stack([ac_log, nonzero.to(ac_log.dtype), dc_diff_log, dc_log, count], dim=1)
         if noisy:
