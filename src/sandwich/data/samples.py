@@ -13,6 +13,9 @@ import skimage.data
 # name -> skimage.data loader; all are 8-bit, RGB or gray.
 FIT_PHOTOS = ("astronaut", "chelsea", "motorcycle_left", "motorcycle_right", "immunohistochemistry", "camera", "grass", "moon")
 HELD_OUT_PHOTOS = ("coffee", "rocket", "hubble_deep_field", "retina", "coins", "gravel", "brick", "page")
+# The colour photos of each set: training and evaluating colour sandwiches on gray photos says nothing.
+COLOR_FIT_PHOTOS = ("astronaut", "chelsea", "motorcycle_left", "motorcycle_right", "immunohistochemistry")
+COLOR_HELD_OUT_PHOTOS = ("coffee", "rocket", "hubble_deep_field", "retina")
 
 
 def load_photo(name: str) -> np.ndarray:
