@@ -1,0 +1,314 @@
+"""``sandwich shards``: pack a folder of images into WebDataset tar shards for training.
+
+Every image file directly in SRC_DIR (PNG, JPEG, BMP, TIFF, WebP, PPM/PGM; 8 bits per sample, gray is
+replicated to RGB, alpha dropped) becomes one sample: a lossless 8-bit RGB PNG plus a small JSON record
+(``name``, ``height``, ``width``). The files are split by a seeded shuffle into a train and a val set
+(val gets round(F * n) of the n readable images for --val-fraction F, at least 1 when F > 0 and n >= 2;
+train keeps at least 1) and written to OUT_DIR as
+
+  train-000000.tar, train-000001.tar, ...   (--shard-size images each, the last one may be shorter)
+  val-000000.tar, ...
+  index.json                                (shard names, counts, sha256 checksums, skipped files)
+
+Files that cannot be read (corrupt, truncated, more than 8 bits) are skipped with one line each on
+stderr and listed under "skipped" in index.json. OUT_DIR must not exist or be empty; it is written
+atomically (built next to it, then renamed), so a failure leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import functools
+import hashlib
+import io
+import json
+import os
+import random
+import re
+import shutil
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import webdataset as wds
+from PIL import Image
+
+from sandwich.bench.timing import write_json
+from sandwich.data.images import list_images, read_rgb8
+from sandwich.data.samples import COLOR_FIT_PHOTOS, load_photos
+from sandwich.errors import InputError
+
+FORMAT = "sandwich-shards-v1"
+INDEX_NAME = "index.json"
+SPLITS = ("train", "val")
+SAMPLE_SHARDS_NAME = "samples-v1"
+SAMPLE_VAL_FRACTION = 0.2
+DEFAULT_CACHE = "~/.cache/sandwich"
+
+# (name, label, load): ``name`` goes into the index, ``label`` (a file's path) prefixes messages, and
+# ``load()`` returns (H, W, 3) uint8 RGB or raises InputError("{label}: reason") for an unreadable image.
+ImageSource = tuple[str, str, Callable[[], np.ndarray]]
+
+
+def write_shards(src_dir: str | Path, out_dir: str | Path, shard_size: int = 64, val_fraction: float = 0.1, seed: int = 0) -> dict:
+    """Pack every image file in ``src_dir`` into train/val WebDataset shards in ``out_dir``.
+
+    Args:
+        src_dir: folder of image files (not searched recursively).
+        out_dir: folder to create (it must not exist, or be empty).
+        shard_size: images per tar shard, >= 1.
+        val_fraction: share of the images held out for validation, in [0, 1).
+        seed: seed of the train/val split (the split is a function of the readable file names and seed).
+
+    Returns:
+        The index written to ``out_dir/index.json`` (see the module docstring).
+
+    Raises:
+        InputError: bad arguments, a missing or empty ``src_dir``, no readable image, or a non-empty
+            ``out_dir``. Unreadable files alone are skipped and reported, not raised.
+    """
+    src_dir = Path(src_dir)
+    _check_arguments(shard_size, val_fraction)
+    _check_out_dir(Path(out_dir))
+    sources = [(path.name, str(path), functools.partial(read_rgb8, path)) for path in list_images(src_dir)]
+    return _write(sources, Path(out_dir), shard_size, val_fraction, seed, source=str(src_dir))
+
+
+def write_array_shards(
+    images: dict[str, np.ndarray],
+    out_dir: str | Path,
+    shard_size: int = 64,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    source: str = "arrays",
+) -> dict:
+    """Like :func:`write_shards`, for images already in memory: ``{name: (H, W, 3) uint8 RGB}``.
+
+    ``source`` is recorded in the index. An array that is not ``(H, W, 3)`` uint8 is skipped and
+    reported like an unreadable file.
+    """
+    _check_arguments(shard_size, val_fraction)
+    _check_out_dir(Path(out_dir))
+    if not images:
+        raise InputError("no images to pack")
+    sources = [(name, name, functools.partial(_checked_array, name, image)) for name, image in images.items()]
+    return _write(sources, Path(out_dir), shard_size, val_fraction, seed, source=source)
+
+
+def read_index(shard_dir: str | Path, verify: bool = True) -> dict:
+    """The index of a shard folder written by :func:`write_shards`, after checking its shards.
+
+    Args:
+        shard_dir: the folder.
+        verify: also compare every shard's sha256 with the index (reads every byte; without it only
+            the presence of the shard files is checked).
+
+    Raises:
+        InputError: the folder or its index.json is missing or not a sandwich shard index, a shard file
+            is missing, or (``verify``) a shard's checksum does not match.
+    """
+    shard_dir = Path(shard_dir)
+    if not shard_dir.is_dir():
+        raise InputError(f"{shard_dir}: no such shard folder (write one with `sandwich shards SRC_DIR OUT_DIR`)")
+    index_path = shard_dir / INDEX_NAME
+    if not index_path.is_file():
+        raise InputError(f"{shard_dir}: no {INDEX_NAME}; not a folder written by `sandwich shards`")
+    try:
+        index = json.loads(index_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{index_path}: not valid JSON ({exc})") from None
+    if not isinstance(index, dict) or index.get("format") != FORMAT or not all(k in index for k in (*SPLITS, "checksums")):
+        raise InputError(f"{index_path}: not a {FORMAT} index")
+    for split in SPLITS:
+        for name in index[split]["shards"]:
+            path = shard_dir / name
+            if not path.is_file():
+                raise InputError(f"{path}: shard listed in {INDEX_NAME} is missing")
+            if verify and _sha256(path) != index["checksums"][name]:
+                raise InputError(f"{path}: sha256 does not match {INDEX_NAME}; the shard is corrupt or was changed after writing")
+    return index
+
+
+def ensure_sample_shards(cache_dir: Path | None = None) -> Path:
+    """The embedded default dataset as shards: the colour fit photos of scikit-image, packed on first use.
+
+    The photos in ``sandwich.data.samples.COLOR_FIT_PHOTOS`` (5) are split with val_fraction 0.2: 4 for
+    training, 1 held for validation. They are written once to ``cache_dir/shards/samples-v1``
+    (``cache_dir`` defaults to ``$SANDWICH_CACHE``, else ``~/.cache/sandwich``) and reused while the
+    index and checksums match; a missing or corrupt copy is rebuilt.
+
+    Safe when several processes (e.g. DDP ranks) call it at once: each builds in its own temp folder
+    and publishes by an atomic rename; a process that loses the race uses the winner's copy (the shards
+    are byte-identical: fixed tar metadata, deterministic PNG encoding).
+
+    Returns:
+        The shard folder.
+    """
+    root = Path(cache_dir) if cache_dir is not None else Path(os.environ.get("SANDWICH_CACHE", DEFAULT_CACHE)).expanduser()
+    target = root / "shards" / SAMPLE_SHARDS_NAME
+    try:
+        read_index(target)
+        return target
+    except InputError:
+        pass
+    if target.exists():
+        _discard(target)
+    try:
+        write_array_shards(
+            load_photos(COLOR_FIT_PHOTOS),
+            target,
+            val_fraction=SAMPLE_VAL_FRACTION,
+            source="scikit-image sample photos: " + ", ".join(COLOR_FIT_PHOTOS),
+        )
+    except InputError:
+        if not (target / INDEX_NAME).exists():
+            raise
+        read_index(target)  # another process published first: use its copy
+    return target
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the options of ``sandwich shards``."""
+    parser.add_argument("src_dir", type=Path, metavar="SRC_DIR", help="folder of images (not searched recursively)")
+    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder to create (must not exist, or be empty)")
+    parser.add_argument("--shard-size", type=int, default=64, metavar="N", help="images per tar shard (default: 64)")
+    parser.add_argument("--val-fraction", type=float, default=0.1, metavar="F", help="share held out for validation, in [0, 1) (default: 0.1)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the train/val split (default: 0)")
+
+
+def run(args: argparse.Namespace) -> None:
+    """Write the shards and print a short summary; raises InputError on bad input."""
+    index = write_shards(args.src_dir, args.out_dir, shard_size=args.shard_size, val_fraction=args.val_fraction, seed=args.seed)
+    for split in SPLITS:
+        part = index[split]
+        print(f"{split}: {part['count']} images in {len(part['shards'])} shards")
+    if index["skipped"]:
+        print(f"skipped: {len(index['skipped'])} unreadable files (listed in {INDEX_NAME})")
+    print(f"wrote {Path(args.out_dir) / INDEX_NAME}")
+
+
+def _check_arguments(shard_size: int, val_fraction: float) -> None:
+    if shard_size < 1:
+        raise InputError(f"shard size must be >= 1, got {shard_size}")
+    if not 0 <= val_fraction < 1:
+        raise InputError(f"val fraction must be in [0, 1), got {val_fraction}")
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise InputError(f"{out_dir}: exists and is not an empty folder; choose a new output folder")
+
+
+def _checked_array(name: str, image: np.ndarray) -> np.ndarray:
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise InputError(f"{name}: expected (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
+    return image
+
+
+def _val_count(n: int, val_fraction: float) -> int:
+    """Images held out of ``n``: round(val_fraction * n), at least 1 if val_fraction > 0 and n >= 2, at most n - 1."""
+    if val_fraction == 0 or n < 2:
+        return 0
+    return min(max(round(val_fraction * n), 1), n - 1)
+
+
+def _write(sources: list[ImageSource], out_dir: Path, shard_size: int, val_fraction: float, seed: int, source: str) -> dict:
+    """Read, split and pack ``sources`` in a temp folder next to ``out_dir``, then rename it into place."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        index = _pack(sources, tmp, shard_size, val_fraction, seed, source)
+        try:
+            os.rename(tmp, out_dir)  # replaces an empty folder; fails on a non-empty one
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                raise InputError(f"{out_dir}: exists and is not an empty folder; choose a new output folder") from None
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return index
+
+
+def _pack(sources: list[ImageSource], folder: Path, shard_size: int, val_fraction: float, seed: int, source: str) -> dict:
+    """Write shards and index.json into ``folder``.
+
+    Pass 1 decodes each image once and stages it as PNG bytes on disk (memory stays one image, however
+    large the dataset); pass 2 splits the readable images and streams the staged files into tars.
+    """
+    staging = folder / "staging"
+    staging.mkdir()
+    records: dict[str, dict] = {}  # key -> json record, readable images only
+    skipped = []
+    used_keys: set[str] = set()
+    for name, label, load in sources:
+        try:
+            rgb = load()
+        except InputError as exc:
+            reason = str(exc).removeprefix(f"{label}: ")
+            print(f"sandwich: skipped {label}: {reason}", file=sys.stderr)
+            skipped.append({"file": name, "reason": reason})
+            continue
+        key = _unique_key(name, used_keys)
+        (staging / f"{key}.png").write_bytes(_png_bytes(rgb))
+        records[key] = {"name": name, "height": int(rgb.shape[0]), "width": int(rgb.shape[1])}
+    if not records:
+        raise InputError(f"{source}: none of the {len(sources)} images is readable (see the lines above)")
+
+    keys = sorted(records)
+    random.Random(seed).shuffle(keys)
+    n_val = _val_count(len(keys), val_fraction)
+    splits = {"train": keys[n_val:], "val": sorted(keys[:n_val])}
+    index: dict = {"format": FORMAT}
+    checksums = {}
+    for split in SPLITS:
+        names = []
+        for start in range(0, len(splits[split]), shard_size):
+            shard = f"{split}-{start // shard_size:06d}.tar"
+            with wds.TarWriter(str(folder / shard), encoder=False, mtime=0) as tar:
+                for key in splits[split][start : start + shard_size]:
+                    tar.write({"__key__": key, "png": (staging / f"{key}.png").read_bytes(), "json": json.dumps(records[key]).encode()})
+            names.append(shard)
+            checksums[shard] = _sha256(folder / shard)
+        index[split] = {"shards": names, "count": len(splits[split])}
+    index.update({"checksums": checksums, "skipped": skipped, "source": source})
+    shutil.rmtree(staging)
+    write_json(folder / INDEX_NAME, index)
+    return index
+
+
+def _unique_key(name: str, used: set[str]) -> str:
+    """A WebDataset key from a file name's stem: only ``[A-Za-z0-9_-]`` (a dot would split the key), unique."""
+    base = re.sub(r"[^A-Za-z0-9_-]", "_", Path(name).stem) or "image"
+    key, n = base, 1
+    while key in used:
+        n += 1
+        key = f"{base}-{n}"
+    used.add(key)
+    return key
+
+
+def _png_bytes(rgb: np.ndarray) -> bytes:
+    """``(H, W, 3)`` uint8 -> lossless 8-bit RGB PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def _discard(folder: Path) -> None:
+    """Move a stale folder out of the way atomically, then delete it (another process may have moved it first)."""
+    trash = folder.with_name(f".{folder.name}.stale-{uuid.uuid4().hex}")
+    try:
+        os.rename(folder, trash)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""RD evaluation: Pareto fronts, Bjøntegaard-delta figures, and reports (JSON, PNG plots, HTML)."""

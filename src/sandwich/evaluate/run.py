@@ -1,0 +1,165 @@
+"""``sandwich eval``: a trained sandwich and its configuration's baselines, through the real codec.
+
+For every image in a folder (any size), the trained pre-processor, the real codec at each quality and
+the post-processor; the same for every baseline of the scenario (a baseline with several variants, e.g.
+the texture embedding's gains, is merged into one curve by its Pareto front). Writes to OUTDIR:
+
+* ``results.json``: CompressAI-format entry for the sandwich, ``"baselines"`` (same format, by name;
+  ``"codec"`` is the codec alone), ``"bd"`` (BD-rate and BD-PSNR of the sandwich vs each baseline);
+* ``rd.png``: all RD curves; ``examples.png``: source, bottleneck, sandwich and baselines side by side;
+* ``index.html``: the above on one page.
+
+bpp is the real codec's payload bits per source pixel. Outputs are written to a temporary folder and
+moved into place at the end, so a failure leaves OUTDIR as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from sandwich.data.images import list_images, read_rgb8
+from sandwich.evaluate.bd import bd_metrics
+from sandwich.evaluate.checkpoint import load_module
+from sandwich.evaluate.report import plot_rd, results_entry, save_examples, write_index_html
+from sandwich.evaluate.sweep import RdPoint, front, results, sweep
+from sandwich.errors import InputError
+from sandwich.scenarios.base import SandwichModule, as_numpy_rgb
+
+EXAMPLE_ROWS = 4
+
+
+def _example_rows(names: list[str], sandwich: list[RdPoint], baselines: dict[str, list[RdPoint]]) -> list:
+    """Per image: source, bottleneck, the sandwich at its middle quality, each baseline at the nearest rate."""
+    middle = sandwich[len(sandwich) // 2]
+    rows = []
+    for i, name in enumerate(names[:EXAMPLE_ROWS]):
+        out = middle.outputs[i]
+        bpp = float(out.bits[0]) / (out.recon.shape[-2] * out.recon.shape[-1])
+        source = middle.outputs[i]
+        panels = [
+            ("bottleneck (codec input)", as_numpy_rgb(source.bottleneck[0].clamp(0, 1))),
+            (f"sandwich q{middle.quality}: {bpp:.2f} bpp", as_numpy_rgb(out.recon[0])),
+        ]
+        for label, points in baselines.items():
+            nearest = min(
+                (p for p in points), key=lambda p: abs(float(p.outputs[i].bits[0]) / (out.recon.shape[-2] * out.recon.shape[-1]) - bpp)
+            )
+            b_out = nearest.outputs[i]
+            b_bpp = float(b_out.bits[0]) / (out.recon.shape[-2] * out.recon.shape[-1])
+            panels.append((f"{label} ({nearest.variant} q{nearest.quality}): {b_bpp:.2f} bpp", as_numpy_rgb(b_out.recon[0])))
+        rows.append((name, panels))
+    return rows
+
+
+def evaluate(
+    module: SandwichModule, images: dict[str, np.ndarray], out_dir: Path, qualities: Sequence[int] | None = None, intro: Sequence[str] = ()
+) -> dict:
+    """Evaluate ``module`` and its baselines on ``images`` (``{name: (H, W, 3) uint8}``); write the report.
+
+    Returns the ``results.json`` content.
+    """
+    qualities = list(qualities or module.config["codec"]["qualities"])
+    if len(qualities) < 4:
+        raise InputError(f"eval: need at least 4 qualities for BD figures, got {qualities}")
+    for q in qualities:
+        module.codec.real.check_level(q)
+    tensors = [torch.from_numpy(np.array(a.transpose(2, 0, 1))).float()[None] / 255 for a in images.values()]
+    names = list(images)
+    baselines = module.baselines()
+    total = len(qualities) * len(tensors) * (1 + sum(len(v) for v in baselines.values()))
+    with tqdm(total=total, desc="eval (real codec)", unit="code") as progress:
+        sandwich = sweep(module.pre, module.post, module.codec, tensors, qualities, "sandwich", progress)
+        swept = {
+            name: [p for label, pre, post in variants for p in sweep(pre, post, module.codec, tensors, qualities, label, progress)]
+            for name, variants in baselines.items()
+        }
+    fronts = {name: front(points) for name, points in swept.items()}
+    experiment = module.config["name"]
+    codec_name = module.config["codec"]["name"]
+    report = results_entry(
+        f"sandwich-{experiment}", f"{experiment}: trained sandwich around real {codec_name}, quality sweep {qualities}", results(sandwich)
+    )
+    report["baselines"] = {
+        name: results_entry(name, f"{name} baseline, real {codec_name}, Pareto front over variants x qualities", results(points))
+        | {"variants": [p.variant for p in points]}
+        for name, points in fronts.items()
+    }
+    report["bd"] = {
+        name: bd_metrics([p.bpp for p in points], [p.psnr for p in points], [p.bpp for p in sandwich], [p.psnr for p in sandwich])
+        for name, points in fronts.items()
+    }
+    report["images"] = names
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
+    try:
+        (tmp / "results.json").write_text(json.dumps(report, indent=2))
+        curves = {"sandwich": results(sandwich)} | {name: results(points) for name, points in fronts.items()}
+        plot_rd(curves, tmp / "rd.png", f"{experiment} on {len(names)} images (real {codec_name})")
+        save_examples(_example_rows(names, sandwich, fronts), tmp / "examples.png")
+        table = [
+            {"vs baseline": name, "BD-PSNR (dB)": _fmt(bd["bd_psnr_db"]), "BD-rate (%)": _fmt(bd["bd_rate_percent"]), "note": bd["note"] or ""}
+            for name, bd in report["bd"].items()
+        ]
+        write_index_html(
+            tmp / "index.html",
+            f"sandwich: {experiment}",
+            [*intro, f"Images: {', '.join(names)}. Codec qualities: {qualities}. BD interpolation: {next(iter(report['bd'].values()))['interpolation']}."],
+            table,
+            [("Rate-distortion curves (bpp from the real codec's payload bytes per source pixel)", "rd.png"), ("Examples at similar rates", "examples.png")],
+        )
+        _replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return report
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f}"
+
+
+def _replace(new: Path, out_dir: Path) -> None:
+    """Move ``new``'s files into ``out_dir`` (created if needed), replacing same-named files."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for item in new.iterdir():
+        target = out_dir / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        item.replace(target)
+
+
+def read_images(folder: str | Path) -> dict[str, np.ndarray]:
+    """``{file stem: (H, W, 3) uint8}`` for every image in ``folder``; InputError for any unreadable one."""
+    return {path.stem: read_rgb8(path) for path in list_images(folder)}
+
+
+def print_bd(report: dict) -> None:
+    """One line per baseline with the BD figures (or why they are missing)."""
+    for name, bd in report["bd"].items():
+        line = f"  vs {name}: BD-PSNR {_fmt(bd['bd_psnr_db'])} dB, BD-rate {_fmt(bd['bd_rate_percent'])} %"
+        print(line + (f" ({bd['note']})" if bd["note"] else ""))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``sandwich eval``."""
+    parser.add_argument("--ckpt", required=True, help="checkpoint written by `sandwich train` (e.g. runs/.../checkpoints/last.ckpt)")
+    parser.add_argument("--images", required=True, help="folder of 8-bit images (PNG, JPEG, ...; any size)")
+    parser.add_argument("--out", required=True, help="output folder for results.json, rd.png, examples.png, index.html")
+    parser.add_argument("--qualities", type=int, nargs="+", help="codec qualities to sweep (default: the config's codec.qualities)")
+
+
+def run(args: argparse.Namespace) -> None:
+    """``sandwich eval`` entry point."""
+    module = load_module(args.ckpt)
+    images = read_images(args.images)
+    report = evaluate(module, images, Path(args.out), args.qualities)
+    print(f"sandwich: wrote {args.out}/results.json, rd.png, examples.png, index.html")
+    print_bd(report)

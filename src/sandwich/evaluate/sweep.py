@@ -1,0 +1,71 @@
+"""RD sweeps with the real codec: a pre/post pair over the codec's qualities, metrics per image, averaged.
+
+Rates are bits per source pixel from the real codec's payload bytes; PSNR (dB, 8-bit peak, RGB) and
+MS-SSIM are averaged over images, as CompressAI's evaluation does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from sandwich.codecs.stage import JpegStage
+from sandwich.evaluate.bd import pareto_front
+from sandwich.metrics.ms_ssim import ms_ssim
+from sandwich.scenarios.base import SandwichOutput, mse_255, psnr_255
+
+
+@dataclass
+class RdPoint:
+    """One quality of one method, averaged over the images; ``outputs`` keeps each image's pass."""
+
+    variant: str
+    quality: int
+    bpp: float
+    psnr: float
+    ms_ssim: float
+    outputs: list[SandwichOutput] = field(repr=False, default_factory=list)
+
+
+@torch.no_grad()
+def sweep(
+    pre: nn.Module, post: nn.Module, codec: JpegStage, images: Sequence[Tensor], qualities: Sequence[int], variant: str, progress: tqdm | None = None
+) -> list[RdPoint]:
+    """Code every ``(1, 3, H, W)`` image on [0, 1] at each quality; one averaged :class:`RdPoint` per quality."""
+    bottlenecks = [pre(image) for image in images]
+    points = []
+    for quality in qualities:
+        outputs, bpp, psnr, ssim = [], [], [], []
+        for image, bottleneck in zip(images, bottlenecks, strict=True):
+            decoded, bits = codec.code_real(bottleneck, quality)
+            out = SandwichOutput(bottleneck, decoded, post(decoded).clamp(0, 1), bits)
+            outputs.append(out)
+            bpp.append(float(out.bpp(image)[0]))
+            psnr.append(float(psnr_255(mse_255(image, out.recon))[0]))
+            ssim.append(ms_ssim(image, out.recon))
+            if progress is not None:
+                progress.update()
+        points.append(RdPoint(variant, quality, float(np.mean(bpp)), float(np.mean(psnr)), float(np.mean(ssim)), outputs))
+    return points
+
+
+def front(points: list[RdPoint]) -> list[RdPoint]:
+    """The points on the Pareto front (lower bpp, higher PSNR; :func:`~sandwich.evaluate.bd.pareto_front`), by bpp."""
+    kept = set(zip(*pareto_front([p.bpp for p in points], [p.psnr for p in points]), strict=True))
+    chosen = {(p.bpp, p.psnr): p for p in points if (p.bpp, p.psnr) in kept}
+    return [chosen[key] for key in sorted(chosen)]
+
+
+def results(points: list[RdPoint]) -> dict[str, list]:
+    """CompressAI ``results`` lists for ``points`` (with the codec quality of each point)."""
+    return {
+        "quality": [p.quality for p in points],
+        "bpp": [p.bpp for p in points],
+        "psnr-rgb": [p.psnr for p in points],
+        "ms-ssim-rgb": [p.ms_ssim for p in points],
+    }

@@ -1,0 +1,1 @@
+"""Lightning modules: one base :class:`~sandwich.scenarios.base.SandwichModule`, one thin subclass per scenario."""

@@ -1,0 +1,108 @@
+"""``sandwich train``: train one sandwich (scenario x codec x λ) from the ``conf/`` configuration.
+
+Usage: ``sandwich train experiment=gray_jpeg [key=value ...]`` (Hydra override syntax). The run folder
+(``out_dir``) gets ``config.yaml`` (the resolved configuration), ``checkpoints/last.ckpt`` (updated every
+``checkpoint_every`` steps and on interrupt), the logger's files and validation images. Running the same
+command again resumes from ``last.ckpt`` (``resume=false`` starts over).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+from sandwich.config import GROUPS, compose, group_options
+from sandwich.data.datamodule import ShardDataModule
+from sandwich.errors import InputError
+from sandwich.scenarios.base import SandwichModule
+from sandwich.scenarios.registry import create_module
+
+LOGGERS = ("csv", "tensorboard")
+
+
+def _logger(kind: str, out_dir: Path) -> Logger:
+    if kind == "csv":
+        return CSVLogger(out_dir, name="csv")
+    if kind == "tensorboard":
+        return TensorBoardLogger(out_dir, name="tensorboard")
+    raise InputError(f"logger.kind {kind!r} not one of {', '.join(LOGGERS)}")
+
+
+def _check(config: dict[str, Any]) -> None:
+    """Values the config files cannot type-check: ranges and relations."""
+    if config["lmbda"] <= 0:
+        raise InputError(f"config: lmbda={config['lmbda']} must be > 0")
+    if config["optim"]["lr"] <= 0:
+        raise InputError(f"config: optim.lr={config['optim']['lr']} must be > 0")
+    data = config["data"]
+    for key in ("crop", "batch_size", "batches_per_epoch", "val_crop"):
+        if data[key] < 1:
+            raise InputError(f"config: data.{key}={data[key]} must be >= 1")
+    if config["checkpoint_every"] < 1:
+        raise InputError(f"config: checkpoint_every={config['checkpoint_every']} must be >= 1")
+
+
+def build(config: dict[str, Any]) -> tuple[SandwichModule, ShardDataModule, L.Trainer]:
+    """Module, data and trainer for a resolved configuration (nothing is written yet)."""
+    _check(config)
+    L.seed_everything(config["seed"], workers=True, verbose=False)
+    module = create_module(config)
+    data = ShardDataModule(**config["data"], seed=config["seed"])
+    out_dir = Path(config["out_dir"])
+    checkpoints = out_dir / "checkpoints"
+    callbacks = [
+        ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0, every_n_train_steps=config["checkpoint_every"]),
+        OnExceptionCheckpoint(dirpath=checkpoints, filename="last"),
+    ]
+    try:
+        trainer = L.Trainer(
+            default_root_dir=out_dir, logger=_logger(config["logger"]["kind"], out_dir), callbacks=callbacks, **config["trainer"]
+        )
+    except (MisconfigurationException, TypeError, ValueError) as exc:
+        raise InputError(f"trainer: {exc}") from None
+    return module, data, trainer
+
+
+def train(config: dict[str, Any]) -> Path:
+    """Train (or resume) the run described by ``config``; returns the path of ``last.ckpt``."""
+    module, data, trainer = build(config)
+    out_dir = Path(config["out_dir"])
+    last = out_dir / "checkpoints" / "last.ckpt"
+    resume = config["resume"] and last.is_file()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    if resume:
+        print(f"sandwich: resuming from {last}")
+    trainer.fit(module, datamodule=data, ckpt_path=last if resume else None)
+    trainer.save_checkpoint(last)
+    return last
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's console to the progress bar and real warnings."""
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    for message in (".*does not have many workers.*", ".*TensorBoardX.*", ".*is not writable.*", ".*LeafSpec.*"):
+        warnings.filterwarnings("ignore", message=message)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``sandwich train``; the epilog lists every config group's options."""
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides, e.g. experiment=gray_jpeg lmbda=300")
+    parser.epilog = "config groups (conf/):\n" + "\n".join(f"  {g}: {', '.join(group_options(g))}" for g in GROUPS)
+
+
+def run(args: argparse.Namespace) -> None:
+    """``sandwich train`` entry point."""
+    config = compose(args.overrides)
+    quiet_lightning()
+    last = train(config)
+    print(f"sandwich: checkpoint {last}")
