@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test bench
+.PHONY: setup demo test bench
 
 $(BIN)/sandwich: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +12,9 @@ $(BIN)/sandwich: pyproject.toml
 	touch $@
 
 setup: $(BIN)/sandwich
+
+demo: setup
+	$(BIN)/sandwich demo --out demo-report
 
 test: setup
 	$(BIN)/python -m pytest -n 2 tests

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from sandwich.data.samples import load_photo
+
+# `make test` runs two pytest workers on two cores: one torch thread each. Two OpenMP teams spinning
+# on the same cores slow every step several-fold.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

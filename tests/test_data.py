@@ -294,9 +294,9 @@ def test_lightning_trainer_runs_the_epochs(shard_dir: Path) -> None:
 def test_sample_shards_are_built_once_then_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "cache"
     path = ensure_sample_shards(cache)
-    assert path == cache / "shards" / "samples-v1"
+    assert path == cache / "shards" / "samples-v2"
     index = read_index(path)
-    assert (index["train"]["count"], index["val"]["count"], index["skipped"]) == (4, 1, [])
+    assert (index["train"]["count"], index["val"]["count"], index["skipped"]) == (5, 5, [])  # too few to hold out
     mtimes = {p.name: p.stat().st_mtime_ns for p in path.iterdir()}
 
     monkeypatch.setenv("SANDWICH_CACHE", str(cache))
@@ -309,7 +309,7 @@ def test_sample_shards_are_built_once_then_reused(tmp_path: Path, monkeypatch: p
         shard.write(b"\0" * 512)  # a changed shard: its checksum no longer matches
     assert ensure_sample_shards(cache) == path
     assert read_index(path)["checksums"] == index["checksums"]  # rebuilt byte-identical
-    assert [p.name for p in path.parent.iterdir()] == ["samples-v1"]  # no stale or temp folders left
+    assert [p.name for p in path.parent.iterdir()] == ["samples-v2"]  # no stale or temp folders left
 
 
 def test_worker_processes_are_seeded_too(one_shard_dir: Path) -> None:
@@ -324,3 +324,18 @@ def test_worker_processes_are_seeded_too(one_shard_dir: Path) -> None:
     assert all(torch.equal(a, b) for a, b in zip(first, again)) and len(first) == len(second) == 2
     assert not torch.equal(first[0], second[0])  # persistent workers move on to new draws
     assert n_val == 2  # one val shard, two workers: each image still once
+
+
+def test_several_crops_per_decoded_image_are_distinct_and_seeded(one_shard_dir: Path) -> None:
+    """crops_per_image=4 from a one-image set: every crop is a different window of that image; reproducible."""
+
+    def batches(seed: int) -> list[torch.Tensor]:
+        data = ShardDataModule(str(one_shard_dir), crop=48, batch_size=4, batches_per_epoch=2, seed=seed, crops_per_image=4)
+        data.setup("fit")
+        return list(data.train_dataloader())
+
+    first = batches(0)
+    crops = torch.cat(first)
+    assert crops.shape == (8, 3, 48, 48)
+    assert len({c.numpy().tobytes() for c in crops}) == 8
+    assert all(torch.equal(a, b) for a, b in zip(first, batches(0)))

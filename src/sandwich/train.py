@@ -16,7 +16,7 @@ from typing import Any
 
 import lightning as L
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
@@ -27,6 +27,22 @@ from sandwich.scenarios.base import SandwichModule
 from sandwich.scenarios.registry import create_module
 
 LOGGERS = ("csv", "tensorboard")
+
+
+class CheckpointOnInterrupt(Callback):
+    """Write ``last.ckpt`` when training stops on an exception or Ctrl-C, so a rerun resumes from there.
+
+    (Lightning's ``OnExceptionCheckpoint`` deletes its file again at teardown and turns every later
+    ``fit`` into a resume; this one does neither.)
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:  # noqa: D102
+        if trainer.global_step > 0:
+            trainer.save_checkpoint(self.path)
+            print(f"\nsandwich: training stopped at step {trainer.global_step}; saved {self.path} (rerun to resume)")
 
 
 def _logger(kind: str, out_dir: Path) -> Logger:
@@ -61,7 +77,7 @@ def build(config: dict[str, Any]) -> tuple[SandwichModule, ShardDataModule, L.Tr
     checkpoints = out_dir / "checkpoints"
     callbacks = [
         ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0, every_n_train_steps=config["checkpoint_every"]),
-        OnExceptionCheckpoint(dirpath=checkpoints, filename="last"),
+        CheckpointOnInterrupt(checkpoints / "last.ckpt"),
     ]
     try:
         trainer = L.Trainer(

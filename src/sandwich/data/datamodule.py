@@ -74,6 +74,7 @@ class ShardDataModule(lightning.LightningDataModule):
         val_crop: int = 256,
         seed: int = 0,
         shuffle_buffer: int = 64,
+        crops_per_image: int = 1,
     ) -> None:
         super().__init__()
         for name, value, low in (
@@ -83,6 +84,7 @@ class ShardDataModule(lightning.LightningDataModule):
             ("batches_per_epoch", batches_per_epoch, 1),
             ("val_crop", val_crop, 1),
             ("shuffle_buffer", shuffle_buffer, 1),
+            ("crops_per_image", crops_per_image, 1),
         ):
             if value < low:
                 raise InputError(f"{name} must be >= {low}, got {value}")
@@ -94,6 +96,7 @@ class ShardDataModule(lightning.LightningDataModule):
         self.val_crop = val_crop
         self.seed = seed
         self.shuffle_buffer = shuffle_buffer
+        self.crops_per_image = crops_per_image
         self.shard_dir: Path | None = None
         self.index: dict | None = None
 
@@ -111,7 +114,7 @@ class ShardDataModule(lightning.LightningDataModule):
         dataset = wds.DataPipeline(
             wds.ResampledShards(self._urls("train"), seed=self.seed, deterministic=True),
             wds.tarfile_to_samples(),
-            _RandomCrops(self.crop, self.shuffle_buffer, self.seed),
+            _RandomCrops(self.crop, self.shuffle_buffer, self.seed, self.crops_per_image),
             wds.batched(self.batch_size, collation_fn=torch.stack, partial=False),
         )
         loader = wds.WebLoader(dataset, batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
@@ -139,27 +142,38 @@ class ShardDataModule(lightning.LightningDataModule):
 class _RandomCrops:
     """Pipeline stage: samples -> shuffle buffer -> ``(3, crop, crop)`` float32 [0, 1] random crops, random h-flips.
 
-    Each call (one per epoch, per worker) draws from a new generator seeded by (seed, rank, worker, epoch).
+    Each decoded image gives ``crops_per_image`` crops (decoding a PNG costs more than a training step's
+    share of it on small datasets); the crops pass through a second shuffle buffer so that a batch mixes
+    images. Each call (one per epoch, per worker) draws from a new generator seeded by (seed, rank,
+    worker, epoch).
     """
 
-    def __init__(self, crop: int, buffer: int, seed: int) -> None:
+    def __init__(self, crop: int, buffer: int, seed: int, crops_per_image: int = 1) -> None:
         self.crop = crop
         self.buffer = buffer
         self.seed = seed
+        self.crops_per_image = crops_per_image
         self.epoch = -1
 
     def __call__(self, samples: Iterator[dict]) -> Iterator[torch.Tensor]:
         self.epoch += 1
         rank, _, worker, _ = wds.utils.pytorch_worker_info()
         rng = random.Random(f"sandwich-crops:{self.seed}:{rank}:{worker}:{self.epoch}")
-        for sample in wds.shuffle(self.buffer, self.buffer, rng=rng)(samples):
+        crops = self._crops(wds.shuffle(self.buffer, self.buffer, rng=rng)(samples), rng)
+        if self.crops_per_image > 1:
+            crops = wds.shuffle(self.buffer, self.buffer, rng=rng)(crops)
+        yield from crops
+
+    def _crops(self, samples: Iterator[dict], rng: random.Random) -> Iterator[torch.Tensor]:
+        for sample in samples:
             rgb = _pad_to(_decode_png(sample["png"]), self.crop)
-            top = rng.randrange(rgb.shape[0] - self.crop + 1)
-            left = rng.randrange(rgb.shape[1] - self.crop + 1)
-            patch = rgb[top : top + self.crop, left : left + self.crop]
-            if rng.random() < 0.5:
-                patch = patch[:, ::-1]
-            yield _to_tensor(patch)
+            for _ in range(self.crops_per_image):
+                top = rng.randrange(rgb.shape[0] - self.crop + 1)
+                left = rng.randrange(rgb.shape[1] - self.crop + 1)
+                patch = rgb[top : top + self.crop, left : left + self.crop]
+                if rng.random() < 0.5:
+                    patch = patch[:, ::-1]
+                yield _to_tensor(patch)
 
 
 def _decode_png(data: bytes) -> np.ndarray:

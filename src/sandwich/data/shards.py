@@ -45,8 +45,7 @@ from sandwich.errors import InputError
 FORMAT = "sandwich-shards-v1"
 INDEX_NAME = "index.json"
 SPLITS = ("train", "val")
-SAMPLE_SHARDS_NAME = "samples-v1"
-SAMPLE_VAL_FRACTION = 0.2
+SAMPLE_SHARDS_NAME = "samples-v2"
 DEFAULT_CACHE = "~/.cache/sandwich"
 
 # (name, label, load): ``name`` goes into the index, ``label`` (a file's path) prefixes messages, and
@@ -85,18 +84,20 @@ def write_array_shards(
     val_fraction: float = 0.1,
     seed: int = 0,
     source: str = "arrays",
+    validate_on_train: bool = False,
 ) -> dict:
     """Like :func:`write_shards`, for images already in memory: ``{name: (H, W, 3) uint8 RGB}``.
 
     ``source`` is recorded in the index. An array that is not ``(H, W, 3)`` uint8 is skipped and
-    reported like an unreadable file.
+    reported like an unreadable file. ``validate_on_train``: every image goes to train *and* val
+    (``val_fraction`` is ignored), for sets too small to hold images out.
     """
     _check_arguments(shard_size, val_fraction)
     _check_out_dir(Path(out_dir))
     if not images:
         raise InputError("no images to pack")
     sources = [(name, name, functools.partial(_checked_array, name, image)) for name, image in images.items()]
-    return _write(sources, Path(out_dir), shard_size, val_fraction, seed, source=source)
+    return _write(sources, Path(out_dir), shard_size, None if validate_on_train else val_fraction, seed, source=source)
 
 
 def read_index(shard_dir: str | Path, verify: bool = True) -> dict:
@@ -136,9 +137,10 @@ def read_index(shard_dir: str | Path, verify: bool = True) -> dict:
 def ensure_sample_shards(cache_dir: Path | None = None) -> Path:
     """The embedded default dataset as shards: the colour fit photos of scikit-image, packed on first use.
 
-    The photos in ``sandwich.data.samples.COLOR_FIT_PHOTOS`` (5) are split with val_fraction 0.2: 4 for
-    training, 1 held for validation. They are written once to ``cache_dir/shards/samples-v1``
-    (``cache_dir`` defaults to ``$SANDWICH_CACHE``, else ``~/.cache/sandwich``) and reused while the
+    The photos in ``sandwich.data.samples.COLOR_FIT_PHOTOS`` (5) all train, and the same photos validate:
+    five photos are too few to hold one out, so validation here monitors the real codec on the training
+    photos; ``sandwich eval`` and ``sandwich demo`` measure on the held-out photos. They are written
+    once to ``cache_dir/shards/samples-v2`` (``cache_dir`` defaults to ``$SANDWICH_CACHE``, else ``~/.cache/sandwich``) and reused while the
     index and checksums match; a missing or corrupt copy is rebuilt.
 
     Safe when several processes (e.g. DDP ranks) call it at once: each builds in its own temp folder
@@ -161,7 +163,7 @@ def ensure_sample_shards(cache_dir: Path | None = None) -> Path:
         write_array_shards(
             load_photos(COLOR_FIT_PHOTOS),
             target,
-            val_fraction=SAMPLE_VAL_FRACTION,
+            validate_on_train=True,
             source="scikit-image sample photos: " + ", ".join(COLOR_FIT_PHOTOS),
         )
     except InputError:
@@ -216,8 +218,11 @@ def _val_count(n: int, val_fraction: float) -> int:
     return min(max(round(val_fraction * n), 1), n - 1)
 
 
-def _write(sources: list[ImageSource], out_dir: Path, shard_size: int, val_fraction: float, seed: int, source: str) -> dict:
-    """Read, split and pack ``sources`` in a temp folder next to ``out_dir``, then rename it into place."""
+def _write(sources: list[ImageSource], out_dir: Path, shard_size: int, val_fraction: float | None, seed: int, source: str) -> dict:
+    """Read, split and pack ``sources`` in a temp folder next to ``out_dir``, then rename it into place.
+
+    ``val_fraction`` None: every image in both splits.
+    """
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
@@ -234,7 +239,7 @@ def _write(sources: list[ImageSource], out_dir: Path, shard_size: int, val_fract
     return index
 
 
-def _pack(sources: list[ImageSource], folder: Path, shard_size: int, val_fraction: float, seed: int, source: str) -> dict:
+def _pack(sources: list[ImageSource], folder: Path, shard_size: int, val_fraction: float | None, seed: int, source: str) -> dict:
     """Write shards and index.json into ``folder``.
 
     Pass 1 decodes each image once and stages it as PNG bytes on disk (memory stays one image, however
@@ -261,8 +266,11 @@ def _pack(sources: list[ImageSource], folder: Path, shard_size: int, val_fractio
 
     keys = sorted(records)
     random.Random(seed).shuffle(keys)
-    n_val = _val_count(len(keys), val_fraction)
-    splits = {"train": keys[n_val:], "val": sorted(keys[:n_val])}
+    if val_fraction is None:
+        splits = {"train": keys, "val": sorted(keys)}
+    else:
+        n_val = _val_count(len(keys), val_fraction)
+        splits = {"train": keys[n_val:], "val": sorted(keys[:n_val])}
     index: dict = {"format": FORMAT}
     checksums = {}
     for split in SPLITS:

@@ -32,32 +32,30 @@ from sandwich.evaluate.checkpoint import load_module
 from sandwich.evaluate.report import plot_rd, results_entry, save_examples, write_index_html
 from sandwich.evaluate.sweep import RdPoint, front, results, sweep
 from sandwich.errors import InputError
-from sandwich.scenarios.base import SandwichModule, as_numpy_rgb
+from sandwich.scenarios.base import SandwichModule
 
 EXAMPLE_ROWS = 4
 
 
 def _example_rows(names: list[str], sandwich: list[RdPoint], baselines: dict[str, list[RdPoint]]) -> list:
-    """Per image: source, bottleneck, the sandwich at its middle quality, each baseline at the nearest rate."""
+    """Per image: the bottleneck and output of the sandwich at its middle quality, each baseline at the nearest rate."""
     middle = sandwich[len(sandwich) // 2]
     rows = []
-    for i, name in enumerate(names[:EXAMPLE_ROWS]):
-        out = middle.outputs[i]
-        bpp = float(out.bits[0]) / (out.recon.shape[-2] * out.recon.shape[-1])
-        source = middle.outputs[i]
-        panels = [
-            ("bottleneck (codec input)", as_numpy_rgb(source.bottleneck[0].clamp(0, 1))),
-            (f"sandwich q{middle.quality}: {bpp:.2f} bpp", as_numpy_rgb(out.recon[0])),
-        ]
+    for i, (bottleneck, recon) in enumerate(middle.examples):
+        bpp = middle.image_bpp[i]
+        panels = [("bottleneck (codec input)", bottleneck), (f"sandwich q{middle.quality}: {bpp:.2f} bpp", recon)]
         for label, points in baselines.items():
-            nearest = min(
-                (p for p in points), key=lambda p: abs(float(p.outputs[i].bits[0]) / (out.recon.shape[-2] * out.recon.shape[-1]) - bpp)
-            )
-            b_out = nearest.outputs[i]
-            b_bpp = float(b_out.bits[0]) / (out.recon.shape[-2] * out.recon.shape[-1])
-            panels.append((f"{label} ({nearest.variant} q{nearest.quality}): {b_bpp:.2f} bpp", as_numpy_rgb(b_out.recon[0])))
-        rows.append((name, panels))
+            nearest = min(points, key=lambda p: abs(p.image_bpp[i] - bpp))
+            panels.append((f"{label} ({nearest.variant} q{nearest.quality}): {nearest.image_bpp[i]:.2f} bpp", nearest.examples[i][1]))
+        rows.append((names[i], panels))
     return rows
+
+
+def _measure_ms_ssim(points: list[RdPoint], variants: dict[str, tuple], codec, images: list[torch.Tensor]) -> None:
+    """Fill in MS-SSIM for ``points`` (baseline front points: only they are reported) by coding them again."""
+    for point in points:
+        pre, post = variants[point.variant]
+        point.ms_ssim = sweep(pre, post, codec, images, [point.quality], point.variant)[0].ms_ssim
 
 
 def evaluate(
@@ -76,13 +74,16 @@ def evaluate(
     names = list(images)
     baselines = module.baselines()
     total = len(qualities) * len(tensors) * (1 + sum(len(v) for v in baselines.values()))
+    keep = min(EXAMPLE_ROWS, len(tensors))
     with tqdm(total=total, desc="eval (real codec)", unit="code") as progress:
-        sandwich = sweep(module.pre, module.post, module.codec, tensors, qualities, "sandwich", progress)
+        sandwich = sweep(module.pre, module.post, module.codec, tensors, qualities, "sandwich", True, keep, progress)
         swept = {
-            name: [p for label, pre, post in variants for p in sweep(pre, post, module.codec, tensors, qualities, label, progress)]
+            name: [p for label, pre, post in variants for p in sweep(pre, post, module.codec, tensors, qualities, label, False, keep, progress)]
             for name, variants in baselines.items()
         }
     fronts = {name: front(points) for name, points in swept.items()}
+    for name, points in fronts.items():
+        _measure_ms_ssim(points, {label: (pre, post) for label, pre, post in baselines[name]}, module.codec, tensors)
     experiment = module.config["name"]
     codec_name = module.config["codec"]["name"]
     report = results_entry(

@@ -17,40 +17,60 @@ from tqdm import tqdm
 from sandwich.codecs.stage import JpegStage
 from sandwich.evaluate.bd import pareto_front
 from sandwich.metrics.ms_ssim import ms_ssim
-from sandwich.scenarios.base import SandwichOutput, mse_255, psnr_255
+from sandwich.scenarios.base import as_numpy_rgb, mse_255, psnr_255
 
 
 @dataclass
 class RdPoint:
-    """One quality of one method, averaged over the images; ``outputs`` keeps each image's pass."""
+    """One quality of one method, averaged over the images.
+
+    ``ms_ssim`` is None when it was not measured (it costs more than the rest; see :func:`sweep`).
+    ``image_bpp`` is each image's rate; ``examples`` the (bottleneck, output) uint8 RGB pair of the
+    first images, for figures.
+    """
 
     variant: str
     quality: int
     bpp: float
     psnr: float
-    ms_ssim: float
-    outputs: list[SandwichOutput] = field(repr=False, default_factory=list)
+    ms_ssim: float | None
+    image_bpp: list[float]
+    examples: list[tuple[np.ndarray, np.ndarray]] = field(repr=False, default_factory=list)
 
 
 @torch.no_grad()
 def sweep(
-    pre: nn.Module, post: nn.Module, codec: JpegStage, images: Sequence[Tensor], qualities: Sequence[int], variant: str, progress: tqdm | None = None
+    pre: nn.Module,
+    post: nn.Module,
+    codec: JpegStage,
+    images: Sequence[Tensor],
+    qualities: Sequence[int],
+    variant: str,
+    with_ms_ssim: bool = True,
+    keep: int = 0,
+    progress: tqdm | None = None,
 ) -> list[RdPoint]:
-    """Code every ``(1, 3, H, W)`` image on [0, 1] at each quality; one averaged :class:`RdPoint` per quality."""
+    """Code every ``(1, 3, H, W)`` image on [0, 1] at each quality; one averaged :class:`RdPoint` per quality.
+
+    ``keep``: how many of the first images keep their bottleneck and output as examples.
+    """
     bottlenecks = [pre(image) for image in images]
     points = []
     for quality in qualities:
-        outputs, bpp, psnr, ssim = [], [], [], []
-        for image, bottleneck in zip(images, bottlenecks, strict=True):
+        bpp, psnr, ssim, examples = [], [], [], []
+        for i, (image, bottleneck) in enumerate(zip(images, bottlenecks, strict=True)):
             decoded, bits = codec.code_real(bottleneck, quality)
-            out = SandwichOutput(bottleneck, decoded, post(decoded).clamp(0, 1), bits)
-            outputs.append(out)
-            bpp.append(float(out.bpp(image)[0]))
-            psnr.append(float(psnr_255(mse_255(image, out.recon))[0]))
-            ssim.append(ms_ssim(image, out.recon))
+            recon = post(decoded).clamp(0, 1)
+            bpp.append(float(bits[0]) / (image.shape[-2] * image.shape[-1]))
+            psnr.append(float(psnr_255(mse_255(image, recon))[0]))
+            if with_ms_ssim:
+                ssim.append(ms_ssim(image, recon))
+            if i < keep:
+                examples.append((as_numpy_rgb(bottleneck[0].clamp(0, 1)), as_numpy_rgb(recon[0])))
             if progress is not None:
                 progress.update()
-        points.append(RdPoint(variant, quality, float(np.mean(bpp)), float(np.mean(psnr)), float(np.mean(ssim)), outputs))
+        mean_ssim = float(np.mean(ssim)) if with_ms_ssim else None
+        points.append(RdPoint(variant, quality, float(np.mean(bpp)), float(np.mean(psnr)), mean_ssim, bpp, examples))
     return points
 
 

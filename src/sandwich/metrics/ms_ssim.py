@@ -23,6 +23,6 @@ def ms_ssim(a: Tensor, b: Tensor) -> float:
     betas = _BETAS[:scales]
     betas = tuple(beta / sum(betas) for beta in betas)
     value = multiscale_structural_similarity_index_measure(
-        a.clamp(0, 1).double(), b.clamp(0, 1).double(), data_range=1.0, kernel_size=_KERNEL, betas=betas
+        a.clamp(0, 1), b.clamp(0, 1), data_range=1.0, kernel_size=_KERNEL, betas=betas
     )
     return float(value)

@@ -80,7 +80,7 @@ class GrayToRgb(nn.Module):
         return gray.expand(-1, 3, -1, -1)
 
 
-class _Alpha(nn.Module):
+class EmbeddingGain(nn.Module):
     """Holds the embedding gain ``alpha > 0`` as ``log(alpha)``, trainable or fixed."""
 
     def __init__(self, alpha: float = 1.0, trainable: bool = False) -> None:
@@ -97,7 +97,7 @@ class _Alpha(nn.Module):
         return self.log_alpha.exp()
 
 
-class TextureEmbed(_Alpha):
+class TextureEmbed(EmbeddingGain):
     """Colour to gray with the chroma as texture: ``(N, 3, H, W)`` RGB in [0, 1] -> ``(N, 1, H, W)`` gray.
 
     The output is about [0, 1] but not clipped (the codec clips). Odd sides are padded by replication
@@ -129,7 +129,7 @@ def extract_planes(gray: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor, Tensor]
     return ihaar2(ll, zero, zero, hh), lh / alpha, hl / alpha
 
 
-class TextureExtract(_Alpha):
+class TextureExtract(EmbeddingGain):
     """Gray with embedded colour -> ``(N, 3, H, W)`` RGB on the [0, 1] scale (not clipped)."""
 
     def forward(self, gray: Tensor) -> Tensor:  # noqa: D102

@@ -1,6 +1,8 @@
 """A pre- or post-processor: a bypass branch plus a U-Net scaled by a trainable scalar (initially 0).
 
-``out = bypass(x) + s · scale · unet((x - mean) / scale)``, with images on the [0, 1] scale. The bypass is
+``out = bypass(x) + s · scale · unet((x - mean) / scale)``, with images on the [0, 1] scale (with
+``unet_sees_bypass`` the U-Net's input is the normalised ``x`` and ``bypass(x)`` side by side, so it
+corrects the bypass's estimate rather than rebuilding it). The bypass is
 a fixed map (identity, luma, gray-to-RGB, colour-as-texture embedding or extraction), optionally plus the
 papers' pointwise MLP as a residual whose last layer starts at zero. Because ``s`` starts at 0 and the MLP
 residual at 0, training starts from the bypass alone: for the ``identity`` bypass that is the plain
@@ -15,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from sandwich.errors import InputError
-from sandwich.nets.colour_maps import GrayToRgb, Luma, TextureEmbed, TextureExtract
+from sandwich.nets.colour_maps import EmbeddingGain, GrayToRgb, Luma, TextureEmbed, TextureExtract
 from sandwich.nets.mlp import PointwiseMLP
 from sandwich.nets.unet import create_unet
 
@@ -52,6 +54,7 @@ class Processor(nn.Module):
         mlp: add the pointwise-MLP residual to the bypass.
         unet: a U-Net preset name (:data:`~sandwich.nets.unet.UNET_PRESETS`) or None for none.
         alpha, alpha_trainable: the texture bypasses' embedding gain.
+        unet_sees_bypass: feed the U-Net ``bypass(x)`` as extra input channels.
         mean, scale: input normalisation ``(x - mean) / scale`` for the learned branches.
 
     The output is not clipped; the codec clips the bottleneck, the metrics clip the reconstruction.
@@ -71,6 +74,7 @@ class Processor(nn.Module):
         unet: str | None = None,
         alpha: float = 1.0,
         alpha_trainable: bool = False,
+        unet_sees_bypass: bool = False,
         mean: float = 0.5,
         scale: float = 0.5,
     ) -> None:
@@ -87,11 +91,18 @@ class Processor(nn.Module):
         self.mean, self.scale = mean, scale
         base = factory(alpha, alpha_trainable)
         self.bypass = ResidualMLP(base, in_channels, out_channels, mean, scale) if mlp else base
-        self.unet = None if unet is None else create_unet(unet, in_channels, out_channels)
+        self.unet_sees_bypass = unet_sees_bypass
+        unet_in = in_channels + out_channels if unet_sees_bypass else in_channels
+        self.unet = None if unet is None else create_unet(unet, unet_in, out_channels)
         self.unet_scale = nn.Parameter(torch.zeros(())) if unet is not None else None
+
+    def gain(self) -> EmbeddingGain | None:
+        """The texture bypass's embedding gain module, if the bypass has one."""
+        return next((m for m in self.modules() if isinstance(m, EmbeddingGain)), None)
 
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102
         out = self.bypass(x)
         if self.unet is None:
             return out
-        return out + self.unet_scale * self.scale * self.unet((x - self.mean) / self.scale)
+        features = torch.cat([x, out], dim=1) if self.unet_sees_bypass else x
+        return out + self.unet_scale * self.scale * self.unet((features - self.mean) / self.scale)

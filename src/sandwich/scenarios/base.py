@@ -65,8 +65,8 @@ class SandwichModule(L.LightningModule):
     Args:
         config: the run's resolved configuration (``conf/``); stored in checkpoints so that
             ``sandwich eval`` rebuilds the same module. The keys used here: ``codec.stage`` (kwargs
-            of :class:`~sandwich.codecs.stage.JpegStage`), ``net`` (``mlp``, ``unet``), ``scenario``
-            (``pre_bypass``, ``post_bypass``, ``alpha``, ``alpha_trainable``), ``lmbda``, ``optim``
+            of :class:`~sandwich.codecs.stage.JpegStage`), ``net`` (``mlp``, ``unet``, ``unet_sees_bypass``), ``scenario``
+            (``pre_bypass``, ``post_bypass``, ``alpha``, ``alpha_trainable``, ``tie_alpha``), ``lmbda``, ``optim``
             (``lr``), ``log_images`` (how many validation images to save as PNG per validation).
 
     Subclasses (one per scenario) describe their baselines in :meth:`baselines`.
@@ -77,9 +77,18 @@ class SandwichModule(L.LightningModule):
         self.config = config
         self.codec = JpegStage(**config["codec"]["stage"])
         net, scenario = config["net"], config["scenario"]
-        common = dict(mlp=net["mlp"], unet=net["unet"], alpha=scenario["alpha"], alpha_trainable=scenario["alpha_trainable"])
+        common = dict(
+            mlp=net["mlp"],
+            unet=net["unet"],
+            unet_sees_bypass=net["unet_sees_bypass"],
+            alpha=scenario["alpha"],
+            alpha_trainable=scenario["alpha_trainable"],
+        )
         self.pre = Processor(SOURCE_CHANNELS, self.codec.channels, scenario["pre_bypass"], **common)
         self.post = Processor(self.codec.channels, SOURCE_CHANNELS, scenario["post_bypass"], **common)
+        pre_gain, post_gain = self.pre.gain(), self.post.gain()
+        if scenario["tie_alpha"] and pre_gain is not None and post_gain is not None:
+            post_gain.log_alpha = pre_gain.log_alpha  # one parameter: the decoder divides by the encoder's gain
         self.lmbda = float(config["lmbda"])
 
     def forward(self, source: Tensor) -> SandwichOutput:
