@@ -2,9 +2,11 @@
 inverse DCT, on a batch of planes.
 
 This is the part every transform-codec proxy shares (JPEG, and the JPEG-style proxy used for
-HEVC-intra) and the part the fused GPU kernels replace. Written as one ``torch.autograd.Function``
-with a hand-derived backward, it runs a handful of whole-tensor passes instead of the ~40 of the
-equivalent autograd graph.
+HEVC-intra) and the part the fused GPU kernels replace. It is one custom op,
+``sandwich::transform_quantize`` (:mod:`sandwich.codecs.kernels.ops`), with a hand-derived backward:
+fused Triton kernels on CUDA; on CPU a torch implementation that runs a handful of whole-tensor passes
+instead of the ~40 of the equivalent autograd graph. ``SANDWICH_KERNELS=reference`` forces the torch
+implementation everywhere.
 
 Forward, with ``c = DCT(x)`` and ``u = c / Δ`` (spatial layout, see :mod:`sandwich.codecs.dct`):
 
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sandwich.codecs.dct import _separable, dct_matrix
+from sandwich.codecs.dct import BLOCK_SIZES
 from sandwich.codecs.quantize import round_half_away
 from sandwich.errors import InputError
 
@@ -94,89 +96,57 @@ def _log_feature_grad(u: Tensor) -> Tensor:
     return torch.sign(u) / ((1.0 + u.abs()) * math.log(2.0))
 
 
-class _TransformQuantize(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, planes: Tensor, step: Tensor, block: int, noisy: bool) -> tuple[Tensor, Tensor]:  # noqa: D102
-        n, c, h, w = planes.shape
-        view = (n, c, h // block, block, w // block, block)
-        d = dct_matrix(block, planes.dtype, planes.device)
-        tiled = tile_step(step, n, block)
-        u = _separable(planes, d, d.T).view(view).div_(tiled)
-        levels = quantize_levels(u)
-        mags = levels.abs()
-        log_mag = torch.log2(mags + 1.0)
-        dc_log = _dc(log_mag).sum(dim=(1, 2))
-        ac_log = log_mag.sum(dim=(1, 2, 3, 4, 5)) - dc_log
-        nonzero = (mags > 0).sum(dim=(1, 2, 3, 4, 5)) - (_dc(mags) > 0).sum(dim=(1, 2))
-        dc = _dc(levels)
-        dc_diff = torch.diff(dc, dim=-1, prepend=torch.zeros_like(dc[..., :1]))
-        dc_diff_log = torch.log2(dc_diff.abs() + 1.0).sum(dim=(1, 2))
-        count = torch.full_like(ac_log, float(c * (h // block) * (w // block)))
-        features = torch.stack([ac_log, nonzero.to(ac_log.dtype), dc_diff_log, dc_log, count], dim=1)
-        if noisy:
-            noise = torch.rand_like(u).sub_(0.5)
-            coded = u + noise
-        else:
-            noise, coded = None, levels
-        recon = _separable(coded.mul_(tiled).view(n, c, h, w), d.T, d)
-        ctx.save_for_backward(u, step, noise)
-        ctx.block = block
-        return recon, features
-
-    @staticmethod
-    def backward(ctx, grad_recon: Tensor, grad_features: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:  # noqa: D102
-        u, step, noise = ctx.saved_tensors
-        block = ctx.block
-        n, c, hb, _, wb, _ = u.shape
-        d = dct_matrix(block, u.dtype, u.device)
-        tiled = tile_step(step, n, block)
-        # Gradient w.r.t. the dequantised coefficients q·Δ (adjoint of the inverse DCT).
-        g_coded = _separable(grad_recon, d, d.T).view(u.shape)
-        # Straight-through rounding: d(q·Δ)/du = Δ.
-        g_u = g_coded * tiled
-        # Rate statistics, differentiated as functions of the unrounded u.
-        gf = grad_features.view(n, len(FEATURES), 1, 1, 1, 1, 1)
-        g_feat = _log_feature_grad(u) * gf[:, 0] + torch.sign(u) * (u.abs() < 1) * gf[:, 1]
-        dc_view = g_feat[:, :, :, 0, :, 0]
-        dc_u = _dc(u)
-        dc_diff = torch.diff(dc_u, dim=-1, prepend=torch.zeros_like(dc_u[..., :1]))
-        g_diff = _log_feature_grad(dc_diff) * grad_features[:, 2].view(n, 1, 1)
-        g_dc = g_diff - torch.nn.functional.pad(g_diff[..., 1:], (0, 1))
-        g_dc = g_dc + _log_feature_grad(dc_u) * grad_features[:, 3].view(n, 1, 1)
-        dc_view.copy_(g_dc.view(n, c, hb, wb))  # DC positions: replace the AC formulas with the DC ones
-        g_u = g_u + g_feat
-        grad_planes = grad_step = None
-        if ctx.needs_input_grad[0]:
-            grad_planes = _separable((g_u / tiled).view(n, c, hb * block, wb * block), d.T, d)
-        if ctx.needs_input_grad[1]:
-            levels = u + noise if noise is not None else quantize_levels(u)
-            # recon depends on Δ through q(c/Δ)·Δ -> q - u; the statistics through u = c/Δ -> -u/Δ.
-            g_tiled = g_coded * (levels - u) - g_feat * u / tiled
-            grad_step = g_tiled.sum_to_size(tiled.shape).reshape(step.shape)
-        return grad_planes, grad_step, None, None
-
-
 def transform_quantize(
-    planes: Tensor, step: Tensor, block: int = 8, quantizer: str = "ste", kind: str = "luma"
+    planes: Tensor,
+    step: Tensor,
+    block: int = 8,
+    quantizer: str = "ste",
+    kind: str = "luma",
+    *,
+    impl: str | None = None,
+    pad_edges: bool = False,
 ) -> CodedPlanes:
     """Code ``planes`` with a block DCT and a uniform quantiser of step ``step`` (see module docstring).
 
+    Runs the ``sandwich::transform_quantize`` op (:mod:`sandwich.codecs.kernels.ops`): fused Triton
+    kernels on CUDA, the torch implementation on CPU.
+
     Args:
-        planes: ``(N, C, H, W)`` float samples centred at 0 (e.g. pixel - 128), H and W divisible by ``block``.
+        planes: ``(N, C, H, W)`` float samples centred at 0 (e.g. pixel - 128), H and W divisible by
+            ``block`` unless ``pad_edges``.
         step: quantisation step(s) > 0, see :func:`tile_step`; same units as the DCT coefficients.
         block: DCT block size (4, 8, 16, 32).
-        quantizer: ``"ste"`` (round, straight-through) or ``"noise"`` (additive uniform noise).
+        quantizer: ``"ste"`` (round, straight-through) or ``"noise"`` (additive uniform noise, drawn
+            here from the global torch RNG and passed to the op as a tensor).
         kind: passed through to the result for the rate model.
+        impl: which kernels: ``"auto"``, ``"reference"``, ``"compiled"``, ``"triton"`` or
+            ``"composite"`` (see :mod:`sandwich.codecs.kernels.ops`); default: the environment
+            variable ``SANDWICH_KERNELS``, else ``"auto"``.
+        pad_edges: accept any H, W: partial edge blocks are completed by repeating the last row and
+            column (as libjpeg pads), coded and counted, and the reconstruction is cropped to H x W.
 
     Returns:
         :class:`CodedPlanes`.
     """
+    from sandwich.codecs.kernels import ops, reference  # here: they import this module's helpers
+
     if quantizer not in QUANTIZER_MODES:
         raise InputError(f"quantizer {quantizer!r} not one of {', '.join(QUANTIZER_MODES)}")
-    dct_matrix(block)
-    if planes.dim() != 4 or planes.shape[-1] % block or planes.shape[-2] % block:
+    impl = ops.default_impl() if impl is None else impl
+    if impl not in ops.IMPLS:
+        raise InputError(f"kernel choice {impl!r} not one of {', '.join(ops.IMPLS)}")
+    if block not in BLOCK_SIZES:
+        raise InputError(f"DCT block size {block} not one of {BLOCK_SIZES}")
+    if planes.dim() != 4 or (not pad_edges and (planes.shape[-1] % block or planes.shape[-2] % block)):
         raise InputError(f"block codec needs (N, C, H, W) with H, W divisible by {block}, got {tuple(planes.shape)}")
     step = torch.as_tensor(step, dtype=planes.dtype, device=planes.device)
     tile_step(step, planes.shape[0], block)
-    recon, features = _TransformQuantize.apply(planes, step, block, quantizer == "noise")
+    noise = None
+    if quantizer == "noise":
+        n, c, h, w = planes.shape
+        noise = torch.rand((n, c, *reference.padded_size(h, w, block)), dtype=planes.dtype, device=planes.device) - 0.5
+    if impl == "composite":
+        recon, features = reference.composite(planes, step, block, noise)
+    else:
+        recon, features, _ = ops.transform_quantize(planes.contiguous(), step, block, noise, impl)
     return CodedPlanes(recon=recon, features=features, kind=kind)

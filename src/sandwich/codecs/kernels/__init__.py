@@ -1,0 +1,11 @@
+"""Kernels of the transform-quantize op (block DCT -> quantise -> rate statistics -> dequantise -> IDCT).
+
+* :mod:`~sandwich.codecs.kernels.ops` - the ``torch.library`` ops, their fake kernels, autograd rule and
+  the kernel switch (``SANDWICH_KERNELS``);
+* :mod:`~sandwich.codecs.kernels.reference` - the torch implementation (CPU kernel, fallback) and the
+  plain-autograd composition;
+* :mod:`~sandwich.codecs.kernels.triton_blockcodec` - the fused Triton kernels (CUDA; CPU only under
+  ``TRITON_INTERPRET=1``); imported on first use, so importing sandwich does not import Triton;
+* :mod:`~sandwich.codecs.kernels.interpret_check` - every Triton kernel against the reference in
+  Triton's interpreter, in a subprocess (tests and ``sandwich bench kernels``).
+"""
