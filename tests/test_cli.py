@@ -20,6 +20,10 @@ def sandwich(*args: str) -> subprocess.CompletedProcess:
 
 def test_help() -> None:
     assert sandwich("--help").returncode == 0
+    for command, options in (("train", ["experiment:", "gray_jpeg"]), ("eval", ["--ckpt", "--qualities"]), ("shards", ["--val-fraction"]),
+                             ("demo", ["--out", "--minutes"]), ("bench train", ["--json"])):
+        result = sandwich(*command.split(), "--help")
+        assert result.returncode == 0 and all(option in result.stdout for option in options), command
     result = sandwich("bench", "proxy", "--help")
     assert result.returncode == 0
     for option in ("--subsampling", "--images", "--json"):
@@ -75,3 +79,12 @@ def test_refusals(tmp_path: Path) -> None:
     _assert_refused(sandwich("bench", "proxy", "--images", str(deep), "--json", str(out)), "more than 8 bits", out)
     bad_choice = sandwich("bench", "proxy", "--subsampling", "422")
     assert bad_choice.returncode == 2 and "invalid choice" in bad_choice.stderr
+
+
+def test_shards_and_demo_refusals(tmp_path: Path) -> None:
+    out = tmp_path / "shards"
+    _assert_refused(sandwich("shards", str(tmp_path / "nope"), str(out)), "not a folder", out)
+    _assert_refused(sandwich("shards", str(tmp_path), str(out), "--val-fraction", "1.5"), "val fraction", out)
+    report = tmp_path / "report"
+    _assert_refused(sandwich("demo", "--out", str(report), "--minutes", "0"), "--minutes", report)
+    _assert_refused(sandwich("demo", "--out", str(report), "net=huge"), "net", report)

@@ -2,57 +2,67 @@
 
 Every subcommand has ``--help``. Exit codes: 0 on success, 2 on bad input (one line on stderr that
 names the problem, no traceback).
+
+Each subcommand lives in its own module (its docstring is the ``--help`` description; its
+``add_arguments`` and ``run`` functions give the options and the action). Only the module of the
+command being run is imported, so ``sandwich --help`` and ``sandwich shards`` do not pay for torch
+and Lightning imports they do not use.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from types import ModuleType
 
 from sandwich.errors import InputError
 
+# name -> (module, one-line summary)
+COMMANDS = {
+    "demo": ("sandwich.demo", "the main job: train the grayscale-JPEG sandwich on CPU and write a report"),
+    "train": ("sandwich.train", "train one sandwich: sandwich train experiment=NAME [key=value ...]"),
+    "eval": ("sandwich.evaluate.run", "evaluate a checkpoint and its baselines with the real codec"),
+    "shards": ("sandwich.data.shards", "pack a folder of images into WebDataset shards"),
+}
+BENCHMARKS = {
+    "proxy": ("sandwich.bench.proxy", "proxy codec vs the real codec: rate error, reconstruction gap, speed vs kornia"),
+    "train": ("sandwich.bench.train", "training throughput, the codec proxy's share of a step, peak memory"),
+    "kernels": ("sandwich.bench.kernels", "block-codec kernels: CPU reference vs compiled vs Triton, copy-bound fractions"),
+}
 
-def _add_commands(subparsers: argparse._SubParsersAction, entries: tuple[tuple[str, ModuleType, str], ...]) -> None:
-    """One subcommand per (name, module, summary): the module's docstring is its ``--help`` description and
-    its ``add_arguments`` / ``run`` functions its options and action."""
-    for name, module, summary in entries:
+
+def _add_commands(subparsers: argparse._SubParsersAction, commands: dict[str, tuple[str, str]], chosen: str | None) -> None:
+    """One subcommand per entry; only ``chosen`` is imported and given its options."""
+    for name, (module_name, summary) in commands.items():
+        if name != chosen:
+            subparsers.add_parser(name, help=summary)
+            continue
+        module = importlib.import_module(module_name)
         sub = subparsers.add_parser(name, help=summary, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(sub)
         sub.set_defaults(func=module.run)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with all subcommands."""
-    from sandwich import demo, train
-    from sandwich.bench import proxy as bench_proxy
-    from sandwich.bench import train as bench_train
-    from sandwich.data import shards
-    from sandwich.evaluate import run as evaluate
-
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The argument parser, with the options of the subcommand named in ``argv``."""
+    words = [a for a in argv if not a.startswith("-")]
+    command = words[0] if words else None
     parser = argparse.ArgumentParser(
         prog="sandwich",
         description="Sandwiched image compression: neural pre/post-processors around a standard codec.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_commands(commands, (
-        ("demo", demo, "the main job: train the grayscale-JPEG sandwich on CPU and write a report"),
-        ("train", train, "train one sandwich: sandwich train experiment=NAME [key=value ...]"),
-        ("eval", evaluate, "evaluate a checkpoint and its baselines with the real codec"),
-        ("shards", shards, "pack a folder of images into WebDataset shards"),
-    ))
+    _add_commands(commands, COMMANDS, command)
     bench = commands.add_parser("bench", help="benchmarks that print figures and write JSON", description="Benchmarks.")
     benches = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
-    _add_commands(benches, (
-        ("proxy", bench_proxy, "proxy codec vs the real codec: rate error, reconstruction gap, speed vs kornia"),
-        ("train", bench_train, "training throughput, the codec proxy's share of a step, peak memory"),
-    ))
+    _add_commands(benches, BENCHMARKS, words[1] if command == "bench" and len(words) > 1 else None)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sandwich`` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     try:
         args.func(args)
     except InputError as exc:

@@ -38,7 +38,7 @@ def centre_crop(image: np.ndarray, side: int) -> np.ndarray:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``sandwich demo``."""
     parser.add_argument("--out", default="demo-report", help="report folder (default: demo-report/)")
-    parser.add_argument("--minutes", type=float, default=6.5, help="training time budget in minutes (default: 6.5)")
+    parser.add_argument("--minutes", type=float, default=8.0, help="training time budget in minutes (default: 8)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="extra config overrides for the training run")
 
 

@@ -37,17 +37,22 @@ from sandwich.scenarios.base import SandwichModule
 EXAMPLE_ROWS = 4
 
 
-def _example_rows(names: list[str], sandwich: list[RdPoint], baselines: dict[str, list[RdPoint]]) -> list:
-    """Per image: the bottleneck and output of the sandwich at its middle quality, each baseline at the nearest rate."""
+def _example_rows(images: dict[str, np.ndarray], sandwich: list[RdPoint], baselines: dict[str, list[RdPoint]]) -> list:
+    """Per image: the source, the bottleneck and output of the sandwich at its middle quality, each baseline
+    at the nearest rate."""
     middle = sandwich[len(sandwich) // 2]
     rows = []
-    for i, (bottleneck, recon) in enumerate(middle.examples):
+    for i, (name, (bottleneck, recon)) in enumerate(zip(images, middle.examples)):
         bpp = middle.image_bpp[i]
-        panels = [("bottleneck (codec input)", bottleneck), (f"sandwich q{middle.quality}: {bpp:.2f} bpp", recon)]
+        panels = [
+            ("source", images[name]),
+            ("bottleneck (codec input)", bottleneck),
+            (f"sandwich q{middle.quality}: {bpp:.2f} bpp", recon),
+        ]
         for label, points in baselines.items():
             nearest = min(points, key=lambda p: abs(p.image_bpp[i] - bpp))
             panels.append((f"{label} ({nearest.variant} q{nearest.quality}): {nearest.image_bpp[i]:.2f} bpp", nearest.examples[i][1]))
-        rows.append((names[i], panels))
+        rows.append((name, panels))
     return rows
 
 
@@ -105,7 +110,7 @@ def evaluate(
         (tmp / "results.json").write_text(json.dumps(report, indent=2))
         curves = {"sandwich": results(sandwich)} | {name: results(points) for name, points in fronts.items()}
         plot_rd(curves, tmp / "rd.png", f"{experiment} on {len(names)} images (real {codec_name})")
-        save_examples(_example_rows(names, sandwich, fronts), tmp / "examples.png")
+        save_examples(_example_rows(images, sandwich, fronts), tmp / "examples.png")
         table = [
             {"vs baseline": name, "BD-PSNR (dB)": _fmt(bd["bd_psnr_db"]), "BD-rate (%)": _fmt(bd["bd_rate_percent"]), "note": bd["note"] or ""}
             for name, bd in report["bd"].items()
