@@ -59,7 +59,7 @@ def _crop(x: Tensor, h: int, w: int) -> Tensor:
 
 
 def jpeg_proxy(
-    x: Tensor, luma_step: Tensor, chroma_step: Tensor, subsampling: str = "420", quantizer: str = "ste"
+    x: Tensor, luma_step: Tensor, chroma_step: Tensor, subsampling: str = "420", quantizer: str = "ste", impl: str | None = None
 ) -> ProxyOutput:
     """Functional JPEG proxy (see module docstring).
 
@@ -69,6 +69,8 @@ def jpeg_proxy(
             :func:`~sandwich.codecs.blockcodec.tile_step` accepts (flat, an 8x8 table, per image); > 0.
         subsampling: ``"444"``, ``"420"`` or ``"400"``.
         quantizer: ``"ste"`` or ``"noise"``.
+        impl: block-codec kernels (see :func:`~sandwich.codecs.blockcodec.transform_quantize`); None:
+            ``$SANDWICH_KERNELS``, else ``"auto"``.
     """
     if subsampling not in SUBSAMPLINGS:
         raise InputError(f"jpeg proxy: subsampling {subsampling!r} not one of {', '.join(SUBSAMPLINGS)}")
@@ -88,7 +90,7 @@ def jpeg_proxy(
             chroma = round_samples(box_down2(chroma), offset=0.0, peak=None)
         groups = [luma, chroma]
     coded = [
-        transform_quantize(g - 128.0, luma_step if i == 0 else chroma_step, 8, quantizer, "luma" if i == 0 else "chroma")
+        transform_quantize(g - 128.0, luma_step if i == 0 else chroma_step, 8, quantizer, "luma" if i == 0 else "chroma", impl=impl)
         for i, g in enumerate(groups)
     ]
     luma = _crop(round_samples(coded[0].recon, offset=128.5), h, w)

@@ -41,6 +41,9 @@ class JpegStage(nn.Module):
         step_jitter: in training, each image's steps are the learned steps times ``2**u``,
             ``u ~ U(-step_jitter, step_jitter)`` (octaves), so the networks learn to work over the range
             of qualities the evaluation sweeps (IJG q20..q90 spans about ±2 octaves around q50). 0: off.
+        kernels: block-codec kernels for the proxy: ``"auto"`` (Triton on CUDA, torch on CPU),
+            ``"reference"`` (torch everywhere), ``"compiled"`` (torch.compile of the torch kernel), ...
+            (:mod:`sandwich.codecs.kernels.ops`); None: ``$SANDWICH_KERNELS``, else ``"auto"``.
 
     Example:
         >>> stage = JpegStage("400", quality=50)
@@ -57,11 +60,13 @@ class JpegStage(nn.Module):
         trainable: bool = True,
         quantizer: str = "ste",
         step_jitter: float = 0.0,
+        kernels: str | None = None,
     ) -> None:
         super().__init__()
         if step_jitter < 0:
             raise InputError(f"jpeg stage: step_jitter={step_jitter} must be >= 0")
         self.step_jitter = step_jitter
+        self.kernels = kernels
         self.proxy = JpegProxy(subsampling, quality=quality, flat_step=flat_step, trainable=trainable, quantizer=quantizer)
         self.rate = LinearJpegRate()
         self.real = JpegCodec(subsampling)
@@ -75,7 +80,7 @@ class JpegStage(nn.Module):
             u = torch.rand(bottleneck.shape[0], device=bottleneck.device) * 2 - 1
             scale = torch.exp2(u * self.step_jitter)  # (N,): flat steps become (N,), tables (N, 8, 8)
             luma, chroma = (s * scale if s.dim() == 0 else s * scale[:, None, None] for s in (luma, chroma))
-        out = jpeg_proxy(bottleneck * 255, luma, chroma, self.proxy.subsampling, self.proxy.quantizer)
+        out = jpeg_proxy(bottleneck * 255, luma, chroma, self.proxy.subsampling, self.proxy.quantizer, self.kernels)
         return out.recon / 255, self.rate(out.planes)
 
     def learned_tables(self) -> tuple[np.ndarray, np.ndarray]:

@@ -80,21 +80,42 @@ class GrayToRgb(nn.Module):
         return gray.expand(-1, 3, -1, -1)
 
 
+MAX_HEADROOM = 0.25
+
+
 class EmbeddingGain(nn.Module):
-    """Holds the embedding gain ``alpha > 0`` as ``log(alpha)``, trainable or fixed."""
+    """The embedding's parameters, trainable or fixed: the gain ``alpha > 0`` (held as ``log(alpha)``) and
+    the headroom ``m`` in [0, 0.25].
+
+    The headroom maps the gray image ``g`` to ``m + (1 - 2m) g`` (and back in the decoder), leaving room
+    at both ends of the codec's range so that strong texture is not clipped; the classic method has
+    ``m = 0``, which is where training starts.
+    """
 
     def __init__(self, alpha: float = 1.0, trainable: bool = False) -> None:
         super().__init__()
-        log_alpha = torch.tensor(math.log(alpha))
-        if trainable:
-            self.log_alpha = nn.Parameter(log_alpha)
-        else:
-            self.register_buffer("log_alpha", log_alpha)
+        for name, value in (("log_alpha", math.log(alpha)), ("headroom_param", 0.0)):
+            if trainable:
+                self.register_parameter(name, nn.Parameter(torch.tensor(value)))
+            else:
+                self.register_buffer(name, torch.tensor(value))
 
     @property
     def alpha(self) -> Tensor:
         """The gain as a 0-dim tensor."""
         return self.log_alpha.exp()
+
+    @property
+    def headroom(self) -> Tensor:
+        """The headroom ``m`` as a 0-dim tensor: the parameter clipped to [0, 0.25], straight-through (a plain
+        clamp has no gradient at the classic method's m = 0, where training starts)."""
+        m = self.headroom_param
+        return m + (m.clamp(0, MAX_HEADROOM) - m).detach()
+
+    def tie_to(self, other: EmbeddingGain) -> None:
+        """Use ``other``'s parameters (the decoder then inverts exactly what the encoder did)."""
+        self.log_alpha = other.log_alpha
+        self.headroom_param = other.headroom_param
 
 
 class TextureEmbed(EmbeddingGain):
@@ -115,7 +136,8 @@ class TextureEmbed(EmbeddingGain):
         ll, _, _, hh = haar2(y)
         alpha = self.alpha
         gray = ihaar2(ll, alpha * F.avg_pool2d(cb, 2), alpha * F.avg_pool2d(cr, 2), hh)
-        return gray[..., :h, :w]
+        m = self.headroom
+        return (m + (1 - 2 * m) * gray)[..., :h, :w]
 
 
 def extract_planes(gray: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -134,7 +156,8 @@ class TextureExtract(EmbeddingGain):
 
     def forward(self, gray: Tensor) -> Tensor:  # noqa: D102
         h, w = gray.shape[-2:]
-        padded = _pad_even(gray)
+        m = self.headroom
+        padded = _pad_even((gray - m) / (1 - 2 * m))
         y, cb, cr = extract_planes(padded, self.alpha)
         size = padded.shape[-2:]
         cb, cr = (F.interpolate(c, size=size, mode="bilinear", align_corners=False) for c in (cb, cr))

@@ -88,7 +88,7 @@ class SandwichModule(L.LightningModule):
         self.post = Processor(self.codec.channels, SOURCE_CHANNELS, scenario["post_bypass"], **common)
         pre_gain, post_gain = self.pre.gain(), self.post.gain()
         if scenario["tie_alpha"] and pre_gain is not None and post_gain is not None:
-            post_gain.log_alpha = pre_gain.log_alpha  # one parameter: the decoder divides by the encoder's gain
+            post_gain.tie_to(pre_gain)  # one set of parameters: the decoder inverts the encoder's gain and headroom
         self.lmbda = float(config["lmbda"])
 
     def forward(self, source: Tensor) -> SandwichOutput:
@@ -121,7 +121,11 @@ class SandwichModule(L.LightningModule):
         losses = self._losses(batch, self(batch))
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=batch.shape[0])
         luma_step, _ = self.codec.proxy.steps()
-        self.log("train/luma_step_mean", luma_step.mean(), batch_size=batch.shape[0])
+        extra = {"train/luma_step_mean": luma_step.mean()}
+        gain = self.pre.gain()
+        if gain is not None:
+            extra |= {"train/alpha": gain.alpha, "train/headroom": gain.headroom}
+        self.log_dict(extra, batch_size=batch.shape[0])
         return losses["loss"]
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:  # noqa: D102
