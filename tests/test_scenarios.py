@@ -140,7 +140,8 @@ def test_eval_refusals_leave_nothing_behind(gray_checkpoint, image_folder, tmp_p
     args = ["--out", str(out), "--qualities", "20", "40", "60", "80"]
     _refused(capsys, ["eval", "--ckpt", str(tmp_path / "missing.ckpt"), "--images", str(image_folder), *args], "no such checkpoint")
     other = torch.load(gray_checkpoint, weights_only=False)
-    other["sandwich_config"]["net"]["unet"] = "u16_32"
+    assert other["sandwich_config"]["net"]["unet"] != "slim"
+    other["sandwich_config"]["net"]["unet"] = "slim"  # weights of another U-Net
     torch.save(other, tmp_path / "mismatch.ckpt")
     _refused(capsys, ["eval", "--ckpt", str(tmp_path / "mismatch.ckpt"), "--images", str(image_folder), *args], "do not match")
     (tmp_path / "empty").mkdir()
