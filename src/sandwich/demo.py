@@ -2,8 +2,8 @@
 
 Trains the grayscale-codec sandwich (``experiment=gray_jpeg``: RGB carried by a one-channel JPEG 4:0:0)
 on the embedded colour sample photos for a fixed time, then evaluates it with real libjpeg-turbo on the
-colour sample photos it never saw (centre crops of at most 512x512), against the luma-only codec and the classic colour-as-texture
-embedding. Writes to OUT: ``model.ckpt``, ``results.json``, ``rd.png``, ``examples.png``, ``index.html``
+colour sample photos it never saw (centre crops of at most 512x512), against the luma-only codec and
+the classic colour-as-texture embedding. Writes to OUT: ``model.ckpt``, ``results.json``, ``rd.png``, ``examples.png``, ``index.html``
 and the training run (``train/``: logs, checkpoints, validation images). Interrupted? Run it again: it
 resumes from ``train/checkpoints/last.ckpt``.
 """
