@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -15,7 +16,6 @@ from sandwich.codecs.real.jpeg import JpegCodec
 from sandwich.codecs.stage import to_uint8
 from sandwich.config import compose, group_options
 from sandwich.evaluate.checkpoint import load_module
-from sandwich.evaluate.run import evaluate
 from sandwich.scenarios.registry import create_module
 from sandwich.train import train
 
@@ -67,7 +67,7 @@ def test_gray_bottleneck_is_one_channel_in_the_real_codec(tmp_path):
     real = module.code_real(x, 50)
     assert real.bottleneck.shape == (1, 1, 40, 56)
     encoded = module.codec.real.encode(to_uint8(real.bottleneck[0]), 50)
-    with Image.open(__import__("io").BytesIO(encoded.data)) as jpeg:
+    with Image.open(io.BytesIO(encoded.data)) as jpeg:
         assert jpeg.mode == "L" and jpeg.layers == 1  # one component in the frame header
     assert float(real.bits[0]) == encoded.payload_bits
 
