@@ -15,9 +15,8 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
-
 from sandwich.config import compose
+from sandwich.data.images import centre_crop
 from sandwich.data.samples import COLOR_FIT_PHOTOS, COLOR_HELD_OUT_PHOTOS, load_photos
 from sandwich.evaluate.checkpoint import load_module
 from sandwich.evaluate.run import evaluate, print_bd
@@ -26,13 +25,6 @@ from sandwich.train import quiet_lightning, train
 
 EXPERIMENT = "gray_jpeg"
 EVAL_SIDE = 512  # evaluation on centre crops of at most this side, to fit the 10-minute budget on 2 cores
-
-
-def centre_crop(image: np.ndarray, side: int) -> np.ndarray:
-    """The central ``min(side, H) x min(side, W)`` of ``(H, W, C)`` ``image``."""
-    h, w = min(side, image.shape[0]), min(side, image.shape[1])
-    top, left = (image.shape[0] - h) // 2, (image.shape[1] - w) // 2
-    return image[top : top + h, left : left + w]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

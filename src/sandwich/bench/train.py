@@ -1,7 +1,7 @@
 """``sandwich bench train``: training throughput on this machine for one experiment's default net and crop.
 
 Times full optimiser steps (forward through pre-processor, proxy codec and rate model, post-processor;
-backward; Adam) on random crops of the embedded photos, and separately the codec proxy's own forward +
+backward; Adam) on one batch of the experiment's training data (data loading is not timed), and separately the codec proxy's own forward +
 backward on a bottleneck of the same size, giving the codec's share of the step. Prints a table and
 writes JSON (``--json PATH``) with ``images_per_s``, ``source_mpix_per_s``, ``step_ms``, ``codec_ms``,
 ``codec_share`` (0..1) and ``peak_rss_mib`` (the process's peak resident memory, CPU).
@@ -17,34 +17,20 @@ import torch
 
 from sandwich.bench.timing import median_seconds, print_table, write_json
 from sandwich.config import compose
-from sandwich.data.samples import COLOR_FIT_PHOTOS, load_photos
+from sandwich.data.datamodule import ShardDataModule
 from sandwich.errors import InputError
 from sandwich.scenarios.registry import create_module
 
 
-def _crops(batch: int, crop: int, seed: int) -> torch.Tensor:
-    """``(batch, 3, crop, crop)`` random crops of the colour fit photos, on [0, 1]."""
-    generator = torch.Generator().manual_seed(seed)
-    photos = [torch.from_numpy(a.copy()).permute(2, 0, 1).float() / 255 for a in load_photos(COLOR_FIT_PHOTOS).values()]
-    out = []
-    for _ in range(batch):
-        photo = photos[int(torch.randint(len(photos), (1,), generator=generator))]
-        y = int(torch.randint(photo.shape[1] - crop + 1, (1,), generator=generator))
-        x = int(torch.randint(photo.shape[2] - crop + 1, (1,), generator=generator))
-        out.append(photo[:, y : y + crop, x : x + crop])
-    return torch.stack(out)
-
-
 def measure(config: dict, repeats: int = 5) -> dict:
     """The figures of the module docstring for a resolved run configuration."""
-    data = config["data"]
-    batch, crop = data["batch_size"], data["crop"]
-    if crop > 300:
-        raise InputError(f"bench train: data.crop={crop} is larger than the sample photos allow (300)")
+    batch, crop = config["data"]["batch_size"], config["data"]["crop"]
     torch.manual_seed(config["seed"])
     module = create_module(config).train()
     optimizer = module.configure_optimizers()
-    x = _crops(batch, crop, config["seed"])
+    data = ShardDataModule(**config["data"], seed=config["seed"])
+    data.setup("fit")
+    x = next(iter(data.train_dataloader()))  # one batch of the run's own training data, reused every step
 
     def step() -> None:
         optimizer.zero_grad()

@@ -39,6 +39,7 @@ import torch
 import webdataset as wds
 from PIL import Image
 
+from sandwich.data.images import centre_crop
 from sandwich.data.shards import ensure_sample_shards, read_index
 from sandwich.errors import InputError
 
@@ -191,10 +192,7 @@ def _pad_to(rgb: np.ndarray, size: int) -> np.ndarray:
 
 def _val_sample(sample: dict, size: int) -> torch.Tensor:
     """A shard sample -> ``(1, 3, min(size, H), min(size, W))`` float32 [0, 1] centre crop."""
-    rgb = _decode_png(sample["png"])
-    h, w = min(size, rgb.shape[0]), min(size, rgb.shape[1])
-    top, left = (rgb.shape[0] - h) // 2, (rgb.shape[1] - w) // 2
-    return _to_tensor(rgb[top : top + h, left : left + w])[None]
+    return _to_tensor(centre_crop(_decode_png(sample["png"]), size))[None]
 
 
 def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
