@@ -17,17 +17,18 @@ to ``planes`` and ``step`` (none to ``noise``).
 
 Kernels:
 
-* every device (the CPU kernel): :mod:`~sandwich.codecs.kernels.reference` (torch);
-* CUDA: :mod:`~sandwich.codecs.kernels.triton_blockcodec` (Triton) for float32 / float64, else the
-  torch kernel;
+* CPU: :mod:`~sandwich.codecs.kernels.numba_blockcodec` (fused, numba) for float32 / float64;
+* CUDA: :mod:`~sandwich.codecs.kernels.triton_blockcodec` (Triton) for float32 / float64;
+* every device, and every other dtype: :mod:`~sandwich.codecs.kernels.reference` (torch);
 * a fake kernel for each op, so ``torch.compile`` traces through them (the op stays one node), and an
   autograd rule (:func:`torch.library.register_autograd`) that calls the backward op.
 
 The switch: the ``impl`` argument, which :func:`~sandwich.codecs.blockcodec.transform_quantize` takes
 from its own ``impl`` argument or else from the environment variable ``SANDWICH_KERNELS``:
 
-* ``auto`` (default): Triton on CUDA, the torch reference elsewhere;
-* ``reference``: the torch reference on every device (forces the fallback on a GPU);
+* ``auto`` (default): numba on CPU, Triton on CUDA (float32 / float64), else the torch reference;
+* ``reference``: the torch reference on every device (forces the fallback);
+* ``numba``: the numba kernels (CPU tensors, float32 / float64);
 * ``compiled``: the torch reference through ``torch.compile`` (inductor, static shapes: one compile
   per input shape, ~10-40 s each on 2 CPU cores; dynamic shapes made the backward's compile hang);
   ``sandwich bench kernels`` measures whether it pays on this machine;
@@ -53,9 +54,9 @@ from sandwich.codecs.kernels import reference
 from sandwich.errors import InputError
 
 ENV_VAR = "SANDWICH_KERNELS"
-IMPLS = ("auto", "reference", "compiled", "triton", "composite")
+IMPLS = ("auto", "reference", "numba", "compiled", "triton", "composite")
 OP_IMPLS = IMPLS[:-1]
-TRITON_DTYPES = (torch.float32, torch.float64)
+FUSED_DTYPES = (torch.float32, torch.float64)  # what the Triton and numba kernels take
 
 
 def default_impl() -> str:
@@ -75,6 +76,12 @@ def _triton():
     from sandwich.codecs.kernels import triton_blockcodec
 
     return triton_blockcodec
+
+
+def _numba():
+    from sandwich.codecs.kernels import numba_blockcodec
+
+    return numba_blockcodec
 
 
 _COMPILED: dict[str, Callable] = {}
@@ -113,12 +120,17 @@ def _torch_kernel(impl: str, name: str) -> Callable:
 
 
 def _default_kernel(impl: str, name: str, planes: Tensor) -> Callable:
-    """Kernel for every device without its own registration (CPU): torch, or Triton's interpreter."""
+    """Kernel for every device without its own registration (CPU): numba, torch, or Triton's interpreter."""
     _check_impl(impl)
+    cpu = planes.device.type == "cpu"
+    if impl == "numba" and not (cpu and planes.dtype in FUSED_DTYPES):
+        raise InputError(f"impl='numba' takes float32 and float64 CPU tensors, got {planes.dtype} on {planes.device}")
+    if impl == "numba" or (impl == "auto" and cpu and planes.dtype in FUSED_DTYPES):
+        return getattr(_numba(), name)
     if impl == "triton":
         if planes.device.type != "cuda" and not interpreting():
             raise InputError("impl='triton' on CPU tensors needs TRITON_INTERPRET=1 (Triton's interpreter)")
-        if planes.dtype not in TRITON_DTYPES:
+        if planes.dtype not in FUSED_DTYPES:
             raise InputError(f"impl='triton' supports float32 and float64, got {planes.dtype}")
         return getattr(_triton(), name)
     return _torch_kernel(impl, name)
@@ -126,10 +138,12 @@ def _default_kernel(impl: str, name: str, planes: Tensor) -> Callable:
 
 def _cuda_kernel(impl: str, name: str, planes: Tensor) -> Callable:
     _check_impl(impl)
-    if impl in ("auto", "triton") and planes.dtype in TRITON_DTYPES:
+    if impl in ("auto", "triton") and planes.dtype in FUSED_DTYPES:
         return getattr(_triton(), name)
     if impl == "triton":
         raise InputError(f"impl='triton' supports float32 and float64, got {planes.dtype}")
+    if impl == "numba":
+        raise InputError("impl='numba' takes CPU tensors (on CUDA: 'auto' or 'triton')")
     return _torch_kernel(impl, name)
 
 

@@ -61,11 +61,15 @@ def _features(u: Tensor, levels: Tensor, dc_u: Tensor) -> Tensor:
     dc_log = _dc(log_mag).sum(dim=(1, 2), dtype=acc)
     ac_log = log_mag.sum(dim=(1, 2, 3, 4, 5), dtype=acc) - dc_log
     nonzero = (mags > 0).sum(dim=(1, 2, 3, 4, 5)) - (_dc(mags) > 0).sum(dim=(1, 2))
+    count = torch.full_like(ac_log, float(c * hb * wb))
+    return torch.stack([ac_log, nonzero.to(acc), dc_diff_log(dc_u), dc_log, count], dim=1).to(u.dtype)
+
+
+def dc_diff_log(dc_u: Tensor) -> Tensor:
+    """``(N,)`` float64 ``Σ log2(1 + |q_DC - q_DC,previous|)`` from ``(N, C, L)`` DC ``u`` in raster block order."""
     dc = quantize_levels(dc_u)
     dc_diff = torch.diff(dc, dim=-1, prepend=torch.zeros_like(dc[..., :1]))
-    dc_diff_log = torch.log2(dc_diff.abs() + 1.0).sum(dim=(1, 2), dtype=acc)
-    count = torch.full_like(ac_log, float(c * hb * wb))
-    return torch.stack([ac_log, nonzero.to(acc), dc_diff_log, dc_log, count], dim=1).to(u.dtype)
+    return torch.log2(dc_diff.abs() + 1.0).sum(dim=(1, 2), dtype=torch.float64)
 
 
 def forward(planes: Tensor, step: Tensor, block: int, noise: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
