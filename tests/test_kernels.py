@@ -105,20 +105,115 @@ def test_pad_edges_codes_replicate_padded_blocks() -> None:
     assert torch.allclose(odd.features, whole.features, atol=1e-10)
 
 
+# ------------------------------------------------------------------------------- CPU: the numba kernels
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(
+    ("block", "shape", "step_kind", "quantizer"),
+    [
+        (8, (2, 3, 37, 45), "flat", "ste"),
+        (8, (2, 2, 64, 48), "table", "noise"),
+        (4, (2, 1, 13, 22), "per_image", "ste"),
+        (16, (2, 2, 33, 70), "per_image_table", "noise"),
+        (32, (1, 1, 70, 40), "table", "ste"),
+    ],
+)
+def test_numba_kernels_match_reference(block: int, shape, step_kind: str, quantizer: str, dtype: torch.dtype) -> None:
+    """Outputs, statistics, DC and both gradients of the numba kernels = the torch kernel, at odd sizes
+    (partial edge blocks in both directions), every block size, step shape and quantiser."""
+    from sandwich.codecs.kernels import numba_blockcodec
+
+    planes, step = make_planes(shape, dtype), make_step(step_kind, shape[0], block, dtype)
+    noise = make_noise(shape, block, dtype) if quantizer == "noise" else None
+    gen = torch.Generator().manual_seed(5)
+    grad_recon = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
+    grad_features = torch.randn(shape[0], len(FEATURES), generator=gen, dtype=torch.float64).to(dtype)
+    results = {}
+    for name, module in (("reference", reference), ("numba", numba_blockcodec)):
+        recon, features, dc = module.forward(planes, step, block, noise)
+        grads = module.backward(grad_recon, grad_features, planes, step, dc, block, noise, True, True)
+        results[name] = (recon, features, dc, *grads)
+    tol = 1e-10 if dtype == torch.float64 else 2e-5  # relative to each output's largest magnitude
+    for label, ours, ref in zip(("recon", "features", "dc", "grad_planes", "grad_step"), results["numba"], results["reference"]):
+        assert ours.shape == ref.shape and ours.dtype == ref.dtype, label
+        assert (ours - ref).abs().max() <= tol * ref.abs().max(), label
+
+
+def test_numba_levels_match_reference_on_exact_ties() -> None:
+    """Samples whose DCT lands exactly on rounding ties (flat blocks of multiples of the step): the tie
+    tolerance makes both kernels round them the same way (away from zero), bit for bit in the levels."""
+    from sandwich.codecs.kernels import numba_blockcodec
+
+    gen = torch.Generator().manual_seed(7)
+    levels = torch.randint(-20, 21, (2, 1, 4, 4), generator=gen).to(torch.float32)
+    planes = levels.repeat_interleave(8, dim=2).repeat_interleave(8, dim=3) * 1.5  # DC = 8 * 1.5 * level
+    step = torch.tensor(24.0)  # DC / step = level / 2: exact ties for odd levels
+    ref_recon, ref_features, _ = reference.forward(planes, step, 8, None)
+    recon, features, _ = numba_blockcodec.forward(planes, step, 8, None)
+    assert torch.equal(features, ref_features) and torch.allclose(recon, ref_recon, atol=1e-4)
+    assert torch.allclose(recon, 24.0 * torch.trunc(levels / 2 + 0.5 * levels.sign()).repeat_interleave(8, 2).repeat_interleave(8, 3) / 8, atol=1e-4)
+
+
+@pytest.mark.parametrize("noisy", [False, True])
+def test_opcheck_numba_ops(noisy: bool) -> None:
+    shape = (2, 2, 13, 11)
+    planes, step = make_planes(shape), make_step("per_image_table", shape[0], 8)
+    noise = make_noise(shape, 8) if noisy else None
+    torch.library.opcheck(torch.ops.sandwich.transform_quantize.default, (planes.requires_grad_(True), step.requires_grad_(True), 8, noise, "numba"))
+    _, _, dc = torch.ops.sandwich.transform_quantize(planes, step, 8, noise, "numba")
+    grads = (torch.randn(shape, dtype=torch.float64), torch.randn(shape[0], len(FEATURES), dtype=torch.float64))
+    for need_planes, need_step in ((True, True), (True, False), (False, True)):
+        bwd_args = (*grads, planes.detach(), step.detach(), dc, 8, noise, need_planes, need_step, "numba")
+        torch.library.opcheck(torch.ops.sandwich.transform_quantize_backward.default, bwd_args)
+
+
+def test_numba_gradcheck_noise_recon() -> None:
+    """The numba backward is the true gradient where the op is smooth (noise quantiser, odd sizes)."""
+    shape, block = (2, 1, 5, 7), 4
+    planes = make_planes(shape).requires_grad_(True)
+    step = make_step("per_image_table", shape[0], block).requires_grad_(True)
+    noise = make_noise(shape, block)
+    recon = lambda x, s: torch.ops.sandwich.transform_quantize(x, s, block, noise, "numba")[0]  # noqa: E731
+    assert torch.autograd.gradcheck(recon, (planes, step), eps=1e-6, atol=1e-6)
+
+
+def test_numba_threads_split_the_work_without_changing_it() -> None:
+    from sandwich.codecs.kernels import numba_blockcodec
+
+    planes, step = make_planes((3, 2, 40, 36), torch.float32), torch.tensor(5.0)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = numba_blockcodec.forward(planes, step, 8, None)
+        torch.set_num_threads(3)
+        threaded = numba_blockcodec.forward(planes, step, 8, None)
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(single, threaded))
+
+
 def test_kernel_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandwich.codecs.kernels import numba_blockcodec
+
     planes, step = make_planes((1, 1, 8, 8)), torch.tensor(4.0, dtype=torch.float64)
     calls = []
-    real_forward = reference.forward
-    monkeypatch.setattr(reference, "forward", lambda *a: calls.append("reference") or real_forward(*a))
+    for name, module in (("reference", reference), ("numba", numba_blockcodec)):
+        real = module.forward
+        monkeypatch.setattr(module, "forward", lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
     monkeypatch.delenv(ops.ENV_VAR, raising=False)
     transform_quantize(planes, step)
-    assert calls == ["reference"]  # CPU, auto: the torch kernel
+    assert calls == ["numba"]  # CPU, auto, float64: the numba kernel
+    transform_quantize(planes.half(), step.half())
+    assert calls == ["numba", "reference"]  # a dtype numba does not take: the torch kernel
     monkeypatch.setenv(ops.ENV_VAR, "composite")
     out = transform_quantize(planes.clone().requires_grad_(True), step)
-    assert calls == ["reference"] and "sandwich" not in type(out.recon.grad_fn).__name__
+    assert calls == ["numba", "reference"] and "sandwich" not in type(out.recon.grad_fn).__name__
     monkeypatch.setenv(ops.ENV_VAR, "reference")
     transform_quantize(planes, step)
-    assert calls == ["reference", "reference"]
+    assert calls == ["numba", "reference", "reference"]
+    with pytest.raises(InputError, match="numba"):
+        transform_quantize(planes.half(), step.half(), impl="numba")
     monkeypatch.setenv(ops.ENV_VAR, "fast")
     with pytest.raises(InputError, match="SANDWICH_KERNELS"):
         transform_quantize(planes, step)
@@ -160,10 +255,13 @@ def test_bench_kernels_writes_json_without_compile(tmp_path) -> None:
                               "--proxy-shape", "1", "32", "32", "--json", str(tmp_path / "k.json")])  # fmt: skip
     bench.run(args)
     report = json.loads((tmp_path / "k.json").read_text())
-    assert report["cpu_reference_fwd_bwd_mpix_per_s"] > 0 and 0 < report["cpu_fwd_bwd_fraction_of_copy"]
+    assert report["cpu_reference_fwd_bwd_mpix_per_s"] > 0 and report["cpu_numba_fwd_bwd_mpix_per_s"] > 0
+    assert report["cpu_fwd_bwd_fraction_of_copy"] == report["cpu_numba_fwd_bwd_fraction_of_copy"] > 0
+    assert report["cpu_numba_recon_max_abs_err"] < 1e-3
     assert report["cpu_compile_pays"] is None and "not measured" in report["cpu_compile_note"]
     rows = {r["variant"]: r for r in report["proxy"]}
-    assert rows["eager_reference_op"]["fwd_bwd_mpix_per_s"] > 0 and rows["compiled_proxy_op"]["fwd_bwd_mpix_per_s"] is None
+    assert rows["eager_reference_op"]["fwd_bwd_mpix_per_s"] > 0 and rows["eager_numba_op"]["fwd_bwd_mpix_per_s"] > 0
+    assert rows["compiled_proxy_op"]["fwd_bwd_mpix_per_s"] is None
     if not torch.cuda.is_available():
         assert report["speedup_vs_eager_composite"] is None and "not measured" in report["gpu_note"]
 

@@ -7,24 +7,32 @@ writes JSON (``--json PATH``).
 CPU, the op alone (float32 planes ``--cpu-shape``, default 8x1x1024x1024 = 32 MiB, larger than the
 caches; 8x8 blocks, flat step, straight-through rounding; forward + backward to planes and step):
 
-* ``cpu_reference_fwd_bwd_mpix_per_s``: the torch kernel (``SANDWICH_KERNELS=reference``);
-* ``cpu_fwd_bwd_fraction_of_copy``: its throughput against a memory-copy bound of the same size,
-  ``(B / t) / (2 S / t_copy)``: ``B = 20`` bytes per pixel, the least a float32 forward + backward can
-  move (the forward reads the planes and writes the reconstruction, the backward reads the planes and
-  the incoming gradient and writes the planes' gradient; statistics and DC terms are negligible),
-  ``t`` its time, ``S`` the planes' bytes and ``t_copy`` the time of ``planes.clone()`` (``2 S`` bytes
-  moved). 1.0 would be copy speed;
-* ``cpu_compiled_*``: the same with the torch kernel through ``torch.compile`` (``SANDWICH_KERNELS=
-  compiled``), its one-off compile time, its deviation from the eager kernel, and
-  ``cpu_compile_speedup`` / ``cpu_compile_pays``.
+* ``cpu_fwd_bwd_fraction_of_copy``: the throughput of the default CPU kernel (``auto`` on CPU: the
+  numba kernel) against a memory-copy bound of the same size, ``(B / t) / (2 S / t_copy)``: ``B = 20``
+  bytes per pixel, the least a float32 forward + backward can move (the forward reads the planes and
+  writes the reconstruction, the backward reads the planes and the incoming gradient and writes the
+  planes' gradient; statistics and DC terms are negligible), ``t`` its time, ``S`` the planes' bytes
+  and ``t_copy`` the time of ``planes.clone()`` (``2 S`` bytes moved; like the kernels, it writes
+  into a fresh tensor). 1.0 would be copy speed;
+* ``cpu_reference_*``: the same for the torch kernel (``SANDWICH_KERNELS=reference``);
+* ``cpu_numba_*``: the numba kernel (``SANDWICH_KERNELS=numba``): throughput, fraction, speed-up over
+  the torch kernel, first call (compile or load from numba's cache), and its deviation from the torch
+  kernel: the largest, and the fraction of samples off by more than 1e-3 (the two sum the DCT in a
+  different order, so a coefficient within float32 rounding of a rounding threshold can get the other
+  level: a difference of one step's basis function in that block);
+* ``cpu_compiled_*``: the torch kernel through ``torch.compile`` (``SANDWICH_KERNELS=compiled``), its
+  one-off compile time, its deviation from the eager kernel, and ``cpu_compile_speedup`` /
+  ``cpu_compile_pays``.
 
 CPU, the full JPEG proxy (4:2:0, IJG quality 50, trainable steps) with the linear rate model, forward +
 backward on ``--proxy-shape`` RGB (default 8x3x256x256), MPix/s of source pixels, variants:
 
 * ``eager_composite``: the block codec as a graph of autograd primitives (``SANDWICH_KERNELS=composite``);
-* ``eager_reference_op``: the op with its torch kernel (the default on CPU);
+* ``eager_reference_op``: the op with its torch kernel;
+* ``eager_numba_op``: the op with the numba kernel (the default on CPU);
 * ``eager_compiled_kernel_op``: the op with its torch kernel through ``torch.compile``;
-* ``compiled_proxy_op``: ``torch.compile`` of proxy + rate model, the op one opaque node (fake kernel);
+* ``compiled_proxy_op`` / ``compiled_proxy_numba_op``: ``torch.compile`` of proxy + rate model, the op
+  one opaque node (fake kernel) running the torch / numba kernel;
 * ``compiled_proxy_composite``: ``torch.compile`` of proxy + rate model with the composite block codec.
 
 Interpreter: ``interpret_max_abs_err`` - per Triton kernel, the max abs error against the torch
@@ -136,7 +144,7 @@ def measure_cpu_op(shape: list[int], repeats: int, compile_: bool) -> dict:
     generator = torch.Generator().manual_seed(0)
     planes = torch.rand(shape, generator=generator) * 255 - 128
     mpix = planes.numel() / 1e6
-    fns = {"copy": lambda: planes.clone(), "reference": _op_fwd_bwd(planes, "reference")}
+    fns = {"copy": lambda: planes.clone(), "reference": _op_fwd_bwd(planes, "reference"), "numba": _op_fwd_bwd(planes, "numba")}
     if compile_:
         fns["compiled"] = _op_fwd_bwd(planes, "compiled")
     first = {name: _first_call_seconds(fn) for name, fn in fns.items()}  # warm-up, compiles
@@ -146,17 +154,33 @@ def measure_cpu_op(shape: list[int], repeats: int, compile_: bool) -> dict:
     def fraction(t: float) -> float:
         return (BYTES_PER_PIXEL_FWD_BWD * planes.numel() / t) / copy_bytes_per_s
 
+    def deviation(impl: str) -> dict[str, float]:
+        step = torch.tensor(6.0)
+        ref, other = transform_quantize(planes, step, impl="reference"), transform_quantize(planes, step, impl=impl)
+        return {
+            f"cpu_{impl}_recon_max_abs_err": float((ref.recon - other.recon).abs().max()),
+            f"cpu_{impl}_recon_mismatch_fraction": float(((ref.recon - other.recon).abs() > 1e-3).float().mean()),
+            f"cpu_{impl}_features_max_rel_err": float(((ref.features - other.features).abs() / ref.features.abs().clamp_min(1)).max()),
+        }
+
     report = {
         "cpu_shape": "x".join(map(str, shape)),
         "cpu_copy_gb_per_s": copy_bytes_per_s / 1e9,
+        "cpu_fwd_bwd_fraction_of_copy": fraction(seconds["numba"]),
         "cpu_reference_fwd_bwd_mpix_per_s": mpix / seconds["reference"],
-        "cpu_fwd_bwd_fraction_of_copy": fraction(seconds["reference"]),
+        "cpu_reference_fwd_bwd_fraction_of_copy": fraction(seconds["reference"]),
+        "cpu_numba_fwd_bwd_mpix_per_s": mpix / seconds["numba"],
+        "cpu_numba_fwd_bwd_fraction_of_copy": fraction(seconds["numba"]),
+        "cpu_numba_speedup_vs_reference": seconds["reference"] / seconds["numba"],
+        "cpu_numba_first_call_s": first["numba"],
+        **deviation("numba"),
         "cpu_compiled_fwd_bwd_mpix_per_s": None,
         "cpu_compiled_fwd_bwd_fraction_of_copy": None,
         "cpu_compiled_compile_s": None,
         "cpu_compile_speedup": None,
         "cpu_compile_pays": None,
         "cpu_compiled_recon_max_abs_err": None,
+        "cpu_compiled_recon_mismatch_fraction": None,
         "cpu_compiled_features_max_rel_err": None,
     }
     if compile_:
@@ -165,10 +189,7 @@ def measure_cpu_op(shape: list[int], repeats: int, compile_: bool) -> dict:
         report["cpu_compiled_compile_s"] = max(first["compiled"] - seconds["compiled"], 0.0)
         report["cpu_compile_speedup"] = seconds["reference"] / seconds["compiled"]
         report["cpu_compile_pays"] = seconds["compiled"] < seconds["reference"]
-        step = torch.tensor(6.0)
-        ref, comp = transform_quantize(planes, step, impl="reference"), transform_quantize(planes, step, impl="compiled")
-        report["cpu_compiled_recon_max_abs_err"] = float((ref.recon - comp.recon).abs().max())
-        report["cpu_compiled_features_max_rel_err"] = float(((ref.features - comp.features).abs() / ref.features.abs().clamp_min(1)).max())
+        report.update(deviation("compiled"))
     return report
 
 
@@ -189,12 +210,19 @@ def _loss_compiled_composite(proxy, rate_model, x):  # noqa: D103
     return out.recon.square().mean() + rate_model(out.planes).mean()
 
 
+def _loss_compiled_numba_op(proxy, rate_model, x):  # noqa: D103
+    out = proxy(x)
+    return out.recon.square().mean() + rate_model(out.planes).mean()
+
+
 PROXY_VARIANTS = (
     # name, SANDWICH_KERNELS, loss function, torch.compile it
     ("eager_composite", "composite", _loss_eager, False),
     ("eager_reference_op", "reference", _loss_eager, False),
+    ("eager_numba_op", "numba", _loss_eager, False),
     ("eager_compiled_kernel_op", "compiled", _loss_eager, False),
     ("compiled_proxy_op", "reference", _loss_compiled_op, True),
+    ("compiled_proxy_numba_op", "numba", _loss_compiled_numba_op, True),
     ("compiled_proxy_composite", "composite", _loss_compiled_composite, True),
 )
 

@@ -4,9 +4,9 @@ inverse DCT, on a batch of planes.
 This is the part every transform-codec proxy shares (JPEG, and the JPEG-style proxy used for
 HEVC-intra) and the part the fused GPU kernels replace. It is one custom op,
 ``sandwich::transform_quantize`` (:mod:`sandwich.codecs.kernels.ops`), with a hand-derived backward:
-fused Triton kernels on CUDA; on CPU a torch implementation that runs a handful of whole-tensor passes
-instead of the ~40 of the equivalent autograd graph. ``SANDWICH_KERNELS=reference`` forces the torch
-implementation everywhere.
+fused Triton kernels on CUDA, fused numba kernels on CPU, and a torch implementation that runs a handful
+of whole-tensor passes instead of the ~40 of the equivalent autograd graph (the reference, and the
+fallback for other devices and dtypes). ``SANDWICH_KERNELS=reference`` forces it everywhere.
 
 Forward, with ``c = DCT(x)`` and ``u = c / Δ`` (spatial layout, see :mod:`sandwich.codecs.dct`):
 
@@ -109,7 +109,7 @@ def transform_quantize(
     """Code ``planes`` with a block DCT and a uniform quantiser of step ``step`` (see module docstring).
 
     Runs the ``sandwich::transform_quantize`` op (:mod:`sandwich.codecs.kernels.ops`): fused Triton
-    kernels on CUDA, the torch implementation on CPU.
+    kernels on CUDA, fused numba kernels on CPU.
 
     Args:
         planes: ``(N, C, H, W)`` float samples centred at 0 (e.g. pixel - 128), H and W divisible by
@@ -119,7 +119,7 @@ def transform_quantize(
         quantizer: ``"ste"`` (round, straight-through) or ``"noise"`` (additive uniform noise, drawn
             here from the global torch RNG and passed to the op as a tensor).
         kind: passed through to the result for the rate model.
-        impl: which kernels: ``"auto"``, ``"reference"``, ``"compiled"``, ``"triton"`` or
+        impl: which kernels: ``"auto"``, ``"reference"``, ``"numba"``, ``"compiled"``, ``"triton"`` or
             ``"composite"`` (see :mod:`sandwich.codecs.kernels.ops`); default: the environment
             variable ``SANDWICH_KERNELS``, else ``"auto"``.
         pad_edges: accept any H, W: partial edge blocks are completed by repeating the last row and

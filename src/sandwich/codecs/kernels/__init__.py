@@ -2,8 +2,10 @@
 
 * :mod:`~sandwich.codecs.kernels.ops` - the ``torch.library`` ops, their fake kernels, autograd rule and
   the kernel switch (``SANDWICH_KERNELS``);
-* :mod:`~sandwich.codecs.kernels.reference` - the torch implementation (CPU kernel, fallback) and the
+* :mod:`~sandwich.codecs.kernels.reference` - the torch implementation (reference, fallback) and the
   plain-autograd composition;
+* :mod:`~sandwich.codecs.kernels.numba_blockcodec` - the fused CPU kernels (numba); imported on first
+  use (a few seconds of JIT compile the first time, then numba's on-disk cache);
 * :mod:`~sandwich.codecs.kernels.triton_blockcodec` - the fused Triton kernels (CUDA; CPU only under
   ``TRITON_INTERPRET=1``); imported on first use, so importing sandwich does not import Triton;
 * :mod:`~sandwich.codecs.kernels.interpret_check` - every Triton kernel against the reference in

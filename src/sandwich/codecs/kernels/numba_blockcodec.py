@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -285,6 +286,7 @@ def _kernels(b: int):
 
 
 _POOL: list[ThreadPoolExecutor] = []
+os.register_at_fork(after_in_child=_POOL.clear)  # a forked child has none of the parent's threads
 
 
 def _run_strips(kernel, strips: int, *args) -> None:
@@ -332,9 +334,9 @@ def forward(planes: Tensor, step: Tensor, block: int, noise: Tensor | None) -> t
     stats = torch.empty((n, c, -(-hb // rows), 3), dtype=torch.float64)
     dtype = planes.numpy().dtype
     _run_strips(
-        _kernels(block)[0], n * c * stats.shape[2], planes.numpy(), *_matrices(block, planes.dtype), _step_table(step, n, block),
-        _noise_array(noise, planes), noise is not None, _constants(dtype), _log_table(dtype), wb, rows,
-        recon.numpy(), dc.view(n, c, hb * wb).numpy(), stats.numpy(),
+        _kernels(block)[0], n * c * stats.shape[2],
+        planes.numpy(), *_matrices(block, planes.dtype), _step_table(step, n, block), _noise_array(noise, planes),
+        noise is not None, _constants(dtype), _log_table(dtype), wb, rows, recon.numpy(), dc.view(n, c, hb * wb).numpy(), stats.numpy(),
     )  # fmt: skip
     sums = stats.sum(dim=(1, 2))
     dc_diff = reference.dc_diff_log(dc.reshape(n, c, -1))
@@ -359,14 +361,16 @@ def backward(
     n, c, h, w = planes.shape
     hb, wb = dc.shape[2:]
     rows = strip_rows(hb, wb)
+    strips = -(-hb // rows)
     gdc = reference.dc_grad(dc.reshape(n, c, hb * wb), grad_features).contiguous()
     grad_planes = torch.empty_like(planes) if need_planes else planes.new_empty(0)
-    partials = torch.empty((n, c, -(-hb // rows), block, block) if need_step else (1, 1, 1, 1, 1), dtype=torch.float64)
+    partials = torch.empty((n, c, strips, block, block) if need_step else (1, 1, 1, 1, 1), dtype=torch.float64)
     _run_strips(
-        _kernels(block)[1], n * c * -(-hb // rows), grad_recon.detach().contiguous().numpy(), planes.numpy(), *_matrices(block, planes.dtype),
-        _step_table(step, n, block), gdc.numpy(), grad_features.detach().contiguous().numpy(),
-        _noise_array(noise, planes), noise is not None, need_planes, need_step, _constants(planes.numpy().dtype),
-        wb, rows, (grad_planes if need_planes else planes.new_empty((1, 1, 1, 1))).numpy(), partials.numpy(),
+        _kernels(block)[1], n * c * strips,
+        grad_recon.detach().contiguous().numpy(), planes.numpy(), *_matrices(block, planes.dtype), _step_table(step, n, block),
+        gdc.numpy(), grad_features.detach().contiguous().numpy(), _noise_array(noise, planes), noise is not None, need_planes,
+        need_step, _constants(planes.numpy().dtype), wb, rows,
+        (grad_planes if need_planes else planes.new_empty((1, 1, 1, 1))).numpy(), partials.numpy(),
     )  # fmt: skip
     grad_step = step.new_empty(0)
     if need_step:

@@ -1,9 +1,10 @@
-"""The torch implementation of the transform-quantize op: the CPU kernel and the fallback everywhere.
+"""The torch implementation of the transform-quantize op: the reference, and the fallback everywhere.
 
 Three functions of the same computation (the math is in :mod:`sandwich.codecs.blockcodec`):
 
 * :func:`forward` / :func:`backward` - whole-tensor passes with the hand-derived backward; these are the
-  op's CPU kernel (and its CUDA kernel under ``SANDWICH_KERNELS=reference``). ``backward`` recomputes
+  op's torch kernel (any device under ``SANDWICH_KERNELS=reference``; dtypes the fused kernels do not
+  take), and what the numba and Triton kernels are tested against. ``backward`` recomputes
   the coefficients from the input instead of saving them, so the op saves nothing of the input's size
   besides the input itself (one more block DCT in the backward pass);
 * :func:`composite` - the same forward written with autograd primitives (block DCT, straight-through
