@@ -47,14 +47,13 @@ op with Triton against the eager composition and against the torch kernel on the
 fractions are reported but are launch-bound. Without CUDA these figures are null and ``gpu_note``
 says that they were not measured.
 
-Measured on the 2-core development machine (``--threads 1``: another job held the cores, so expect
-+-20 %; no GPU), torch.compile pays on CPU. The op alone: 8.5 MPix/s eager, 32 MPix/s compiled (3.8x;
-copy fractions 0.044 and 0.17 - below the 0.25 target: the eager kernel makes dozens of whole-tensor
-passes, and even compiled the DCT products stay separate matmuls). The full proxy: 5.3 (eager
-composite), 7.8 (eager op), 8.5 (op with compiled kernel), 9.3 (compiled proxy, op opaque) and 12.0
-MPix/s (compiled proxy with the composite block codec, which inductor fuses with the colour conversion
-and rate model). One-off compiles took 10-45 s per variant cold and 1-3 s with inductor's on-disk cache
-warm (``compile_s``). ``cpu_compile_pays`` in the JSON says whether it paid in this run.
+Measured on the 2-core development machine (2 threads, ``--repeats 9``, no GPU): the op alone runs at
+12.6 MPix/s with the torch kernel (copy fraction 0.049: dozens of whole-tensor passes, each into fresh
+pages), 51.5 compiled (0.20) and 93.6 with the numba kernel (0.36, 7.4x the torch kernel). The full
+proxy: 7.5 (eager composite), 8.0 (torch-kernel op), 10.5 (numba op), 10.6 (compiled-kernel op), 16.6
+(compiled proxy around the numba op) and 20.5 MPix/s (compiled proxy with the composite block codec,
+which inductor fuses with the colour conversion and rate model). One-off compiles took 10-45 s per
+variant cold and 1-3 s with inductor's on-disk cache warm (``compile_s``).
 """
 
 from __future__ import annotations
@@ -63,14 +62,12 @@ import argparse
 import contextlib
 import os
 import platform
-import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-import numpy as np
 import torch
 
-from sandwich.bench.timing import print_table, write_json
+from sandwich.bench.timing import call_seconds, interleaved_medians, print_table, write_json
 from sandwich.codecs.blockcodec import transform_quantize
 from sandwich.codecs.kernels.ops import ENV_VAR
 from sandwich.errors import InputError
@@ -123,22 +120,6 @@ def _op_fwd_bwd(planes: torch.Tensor, impl: str, block: int = 8) -> Callable[[],
     return run
 
 
-def _first_call_seconds(fn: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def interleaved_medians(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
-    """Median seconds of each function, timed round-robin (``a b c a b c ...``) so that a load that
-    changes during the run (another job on the machine) weighs on every variant alike."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            times[name].append(_first_call_seconds(fn))
-    return {name: float(np.median(t)) for name, t in times.items()}
-
-
 def measure_cpu_op(shape: list[int], repeats: int, compile_: bool) -> dict:
     """The CPU op figures of the module docstring."""
     generator = torch.Generator().manual_seed(0)
@@ -147,7 +128,7 @@ def measure_cpu_op(shape: list[int], repeats: int, compile_: bool) -> dict:
     fns = {"copy": lambda: planes.clone(), "reference": _op_fwd_bwd(planes, "reference"), "numba": _op_fwd_bwd(planes, "numba")}
     if compile_:
         fns["compiled"] = _op_fwd_bwd(planes, "compiled")
-    first = {name: _first_call_seconds(fn) for name, fn in fns.items()}  # warm-up, compiles
+    first = {name: call_seconds(fn) for name, fn in fns.items()}  # warm-up, compiles
     seconds = interleaved_medians(fns, repeats)
     copy_bytes_per_s = 2 * planes.numel() * 4 / seconds["copy"]
 
@@ -252,7 +233,7 @@ def measure_proxy(shape: list[int], repeats: int, compile_: bool) -> list[dict]:
                 fn(proxy, rate_model, x).backward()
 
         try:
-            first[name] = _first_call_seconds(step)
+            first[name] = call_seconds(step)
         except Exception as exc:  # noqa: BLE001 - a compiler failure is a figure too
             row["note"] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
             continue

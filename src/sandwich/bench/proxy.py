@@ -12,7 +12,8 @@ IJG tables and reports, per quality (means over images):
 The summary adds the median |relative error| of the rate model over all (image, quality) pairs, the
 worst quality point of ``recon_psnr_vs_real_db``, and forward+backward throughput of the proxy with
 its rate model on a 16x3x256x256 batch (16x1x256x256 for 4:0:0), beside kornia's differentiable JPEG
-(RGB 4:2:0 only, the same RGB batch) measured in the same run.
+(RGB 4:2:0 only, the same RGB batch) measured in the same run, the two timed alternately (medians of 7)
+so that a load changing during the run weighs on both alike.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sandwich.bench.timing import median_seconds, print_table, write_json
+from sandwich.bench.timing import interleaved_medians, print_table, write_json
 from sandwich.codecs.jpeg_pair import code_pair, tables_for
 from sandwich.codecs.jpeg_proxy import JpegProxy
 from sandwich.codecs.rate.linear import LinearJpegRate
@@ -96,7 +97,9 @@ def measure_speed(subsampling: str) -> dict[str, float]:
         y.square().mean().backward()
 
     mpix = n * h * w / 1e6
-    ours_s, theirs_s = median_seconds(ours, repeats=5), median_seconds(theirs, repeats=5)
+    ours(), theirs()  # warm-up (and numba's first-call compile)
+    seconds = interleaved_medians({"ours": ours, "theirs": theirs}, repeats=7)
+    ours_s, theirs_s = seconds["ours"], seconds["theirs"]
     return {
         "fwd_bwd_mpix_per_s": mpix / ours_s,
         "kornia_fwd_bwd_mpix_per_s": mpix / theirs_s,

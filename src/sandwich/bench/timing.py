@@ -22,6 +22,23 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) 
     return float(np.median(times))
 
 
+def call_seconds(fn: Callable[[], object]) -> float:
+    """Wall time of one call of ``fn()``."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each function, timed round-robin (``a b c a b c ...``) so that a load that
+    changes during the run (another job on the machine) weighs on every variant alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(call_seconds(fn))
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
 def write_json(path: Path | None, report: dict) -> None:
     """Write ``report`` as indented JSON to ``path`` (atomically: a temp file, then rename)."""
     if path is None:
