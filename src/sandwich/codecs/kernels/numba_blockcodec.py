@@ -49,9 +49,9 @@ from sandwich.codecs.blockcodec import TIE_TOLERANCE, tile_step
 from sandwich.codecs.dct import dct_matrix
 from sandwich.codecs.kernels import reference
 
-DTYPES = (torch.float32, torch.float64)
-_HELPER = {"fastmath": {"contract"}, "cache": True, "nogil": True, "error_model": "numpy"}
-_KERNEL = _HELPER
+# Fused multiply-adds allowed (nothing else of fastmath: the quantiser's roundings must stay exact);
+# cached on disk; no GIL, so Python threads run the kernels in parallel (:func:`_run_strips`).
+_JIT = {"fastmath": {"contract"}, "cache": True, "nogil": True, "error_model": "numpy"}
 
 
 def _log_table(dtype: np.dtype, size: int = 4096) -> np.ndarray:
@@ -65,7 +65,7 @@ def _constants(dtype: np.dtype) -> np.ndarray:
     return np.array([0.5, TIE_TOLERANCE, 1.0, 0.0, math.log(2.0)], dtype=dtype)
 
 
-@njit(**_HELPER)
+@njit(**_JIT)
 def _gather(plane, br0, b, wb, out, replicate):  # pragma: no cover - compiled
     """``out[m, r, g*Wb + j] = plane[(br0 + g)*b + r, j*b + m]``: block rows ``br0, br0 + 1, ...`` (as many
     as ``out`` holds) in frequency-major layout ``(b, b, G*Wb)``.
@@ -90,7 +90,7 @@ def _gather(plane, br0, b, wb, out, replicate):  # pragma: no cover - compiled
                         dst[j] = row[w - 1] if replicate else row[w - 1] * 0
 
 
-@njit(**_HELPER)
+@njit(**_JIT)
 def _mix(mat, src, dst, b):  # pragma: no cover - compiled
     """``dst[a, :] = Σ_c mat[a, c] · src[c, :]`` for 2-D ``src``, ``dst`` of ``b`` rows (axpy along rows)."""
     for a in range(b):
@@ -104,7 +104,7 @@ def _mix(mat, src, dst, b):  # pragma: no cover - compiled
                 da[p] += mc * sc[p]
 
 
-@njit(**_HELPER)
+@njit(**_JIT)
 def _dct(buf, tmp, d, b):  # pragma: no cover - compiled
     """``buf`` ``[m, r, j]`` pixels -> ``[l, k, j]`` coefficients (``tmp``: scratch of the same shape)."""
     _mix(d, buf.reshape(b, -1), tmp.reshape(b, -1), b)  # along the block's rows: [l, r, j]
@@ -112,7 +112,7 @@ def _dct(buf, tmp, d, b):  # pragma: no cover - compiled
         _mix(d, tmp[l], buf[l], b)  # along its columns: [l, k, j]
 
 
-@njit(**_HELPER)
+@njit(**_JIT)
 def _idct(buf, tmp, dt, b):  # pragma: no cover - compiled
     """Inverse of :func:`_dct` (``dt`` the transposed DCT matrix)."""
     for l in range(b):
@@ -120,14 +120,14 @@ def _idct(buf, tmp, dt, b):  # pragma: no cover - compiled
     _mix(dt, tmp.reshape(b, -1), buf.reshape(b, -1), b)
 
 
-@njit(**_HELPER)
+@njit(**_JIT)
 def _levels(u, consts):  # pragma: no cover - compiled
     """``round_half_away(u + copysign(TIE_TOLERANCE, u))`` (:func:`~sandwich.codecs.blockcodec.quantize_levels`)."""
     v = u + np.copysign(consts[1], u)
     return np.trunc(v + np.copysign(consts[0], v))
 
 
-@njit(**_HELPER)
+@njit(**_JIT)
 def _log_level(a, table):  # pragma: no cover - compiled
     """``log2(1 + a)`` of an integer-valued ``a >= 0``: from ``table`` when it has the entry."""
     return table[int(a)] if a < table.shape[0] else np.log2(table[1] + a)  # table[1] == 1 in a's dtype
@@ -149,7 +149,7 @@ def _kernels(b: int):
     ``br0 + t // wb``, column ``t % wb``.
     """
 
-    @njit(**_KERNEL)
+    @njit(**_JIT)
     def forward_kernel(first, last, x, d, dt, step, noise, use_noise, consts, table, wb, rows, recon, dc_u, stats):  # pragma: no cover - compiled
         """Strips ``first .. last - 1``: fill ``recon (N,C,H,W)``, ``dc_u (N,C,Hb*Wb)`` and ``stats (N,C,strips,3)``
         (AC log, AC non-zero, DC log). ``table`` is :func:`_log_table`.
@@ -209,7 +209,7 @@ def _kernels(b: int):
                             if j * b + m < w:
                                 out[j * b + m] = src[j]
 
-    @njit(**_KERNEL)
+    @njit(**_JIT)
     def backward_kernel(first, last, g, x, d, dt, step, gdc, gf, noise, use_noise, need_planes, need_step, consts, wb, rows, grad_x, grad_step):  # pragma: no cover - compiled
         """Strips ``first .. last - 1``: fill ``grad_x (N,C,H,W)`` (if ``need_planes``) and ``grad_step
         (N,C,strips,b,b)`` float64 partials (if ``need_step``).
