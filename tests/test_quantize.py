@@ -67,6 +67,17 @@ def test_round_samples_clips_and_masks_gradient() -> None:
     assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]  # blocked only where floor(x + 0.5) left [0, 255]
 
 
+def test_round_samples_gradient_is_that_of_clamp_at_the_bounds() -> None:
+    """At the clip bounds themselves, and with a per-channel offset, the gradient is torch.clamp's (the
+    floor passes it straight through)."""
+    x = torch.tensor([[-0.5, -0.51, 10.2, 255.499, 255.5], [-0.25, 0.0, 17.0, 255.75, 255.74]], requires_grad=True)
+    offset = torch.tensor([[0.5], [0.25]])
+    round_samples(x, offset=offset).sum().backward()
+    expected = x.detach().clone().requires_grad_(True)
+    (expected + offset).clamp(0.0, 255.999).sum().backward()
+    assert torch.equal(x.grad, expected.grad)
+
+
 def test_step_parameterisation_round_trip() -> None:
     steps = torch.tensor([1.0, 2.5, 16.0, 200.0])
     assert torch.allclose(step_from_param(param_from_step(steps)), steps)

@@ -84,6 +84,27 @@ class _FloorSTE(torch.autograd.Function):
         return grad, None
 
 
+class _ClipFloorSTE(torch.autograd.Function):
+    """``floor(clamp(x + offset, 0, hi))``; backward: the gradient where ``0 < x + offset < hi``, else 0
+    (``clamp``'s own rule).
+
+    Saves a boolean mask (1 byte per sample) instead of a float tensor and computes in place: fewer
+    whole-tensor passes than ``clamp`` followed by :class:`_FloorSTE`, in both directions.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, offset: float | Tensor, hi: float) -> Tensor:  # noqa: D102
+        shifted = x + offset
+        inside = (shifted > 0.0) & (shifted < hi)
+        ctx.save_for_backward(inside)
+        return shifted.clamp_(0.0, hi).floor_()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # noqa: D102
+        (inside,) = ctx.saved_tensors
+        return grad * inside, None, None
+
+
 def round_samples(x: Tensor, offset: float | Tensor = 0.5, peak: float | None = 255.0) -> Tensor:
     """Integer samples ``floor(x + offset)``, clipped to ``[0, peak]`` unless ``peak`` is None.
 
@@ -95,4 +116,4 @@ def round_samples(x: Tensor, offset: float | Tensor = 0.5, peak: float | None = 
     """
     if peak is None:
         return _FloorSTE.apply(x, offset)
-    return _FloorSTE.apply((x + offset).clamp(0.0, peak + 0.999), 0.0)
+    return _ClipFloorSTE.apply(x, offset, peak + 0.999)
