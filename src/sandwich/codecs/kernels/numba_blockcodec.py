@@ -241,17 +241,19 @@ def _kernels(b: int):
                     coef, gcoef = buf[l, k], gbuf[l, k]
                     if l == 0 and k == 0:
                         for t in range(count):
+                            coef[t] = coef[t] / st
                             g_feat[t] = gdc[i, ch, br0 * wb + t]
                     else:
                         for t in range(count):
                             u = coef[t] / st
+                            coef[t] = u
                             a = np.abs(u)
                             sign = np.sign(u)
                             g_feat[t] = sign / ((one + a) * ln2) * gf_log + (sign * gf_nonzero if a < one else zero)
-                    if need_step:
+                    if need_step:  # coef now holds u = c / Δ
                         acc = 0.0
                         for t in range(count):
-                            u = coef[t] / st
+                            u = coef[t]
                             if use_noise:
                                 level = u + noise[i, ch, (br0 + t // wb) * b + k, (t % wb) * b + l]
                             else:
@@ -285,8 +287,13 @@ def _kernels(b: int):
     return forward_kernel, backward_kernel
 
 
-_POOL: list[ThreadPoolExecutor] = []
-os.register_at_fork(after_in_child=_POOL.clear)  # a forked child has none of the parent's threads
+@functools.lru_cache(maxsize=None)
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """A pool of ``threads`` workers, made on first use."""
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sandwich-numba")
+
+
+os.register_at_fork(after_in_child=_pool.cache_clear)  # a forked child has none of the parent's threads
 
 
 def _run_strips(kernel, strips: int, *args) -> None:
@@ -299,10 +306,8 @@ def _run_strips(kernel, strips: int, *args) -> None:
     if threads == 1:
         kernel(0, strips, *args)
         return
-    if not _POOL or _POOL[0]._max_workers < threads:
-        _POOL[:] = [ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sandwich-numba")]
     bounds = np.linspace(0, strips, threads + 1).astype(int)
-    jobs = [_POOL[0].submit(kernel, int(a), int(b), *args) for a, b in zip(bounds[:-1], bounds[1:])]
+    jobs = [_pool(threads).submit(kernel, int(a), int(b), *args) for a, b in zip(bounds[:-1], bounds[1:])]
     for job in jobs:
         job.result()
 
