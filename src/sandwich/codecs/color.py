@@ -33,6 +33,8 @@ YCBCR_TO_RGB = torch.tensor(
     ],
     dtype=torch.float64,
 )
+# libjpeg's encoder rounds Y half up and Cb, Cr just below half up (``ONE_HALF - 1`` in 16-bit fixed point).
+ENCODER_ROUNDING = (0.5, 0.5 - 2**-16, 0.5 - 2**-16)
 _CHROMA_OFFSET = torch.tensor([0.0, 128.0, 128.0], dtype=torch.float64)
 
 

@@ -13,6 +13,10 @@ Forward, for an image of integer-valued samples in [0, 255] (what the real encod
 
 Every rounding is straight-through (or additive noise for the coefficients, ``quantizer="noise"``), so
 the backward pass is that of the float pipeline: smooth, with exact gradients for the steps.
+
+Steps 1-4 and 6-7 run as torch compositions (the reference), or, for colour images on CPU in eager
+mode when the block codec's kernels are ``auto`` or ``numba``, as two fused numba kernels
+(:mod:`sandwich.codecs.kernels.numba_jpeg_color`), each one pass forward and one backward.
 What remains different from libjpeg is its fixed-point arithmetic (ISLOW DCT, 16-bit colour tables)
 and tie-breaking in a few roundings; ``sandwich bench proxy`` measures the gap (PSNR vs libjpeg's decode).
 """
@@ -26,15 +30,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sandwich.codecs.blockcodec import CodedPlanes, transform_quantize
-from sandwich.codecs.color import rgb_to_ycbcr, ycbcr_to_rgb
+from sandwich.codecs.color import ENCODER_ROUNDING, rgb_to_ycbcr, ycbcr_to_rgb
 from sandwich.codecs.jpeg_tables import ijg_tables
+from sandwich.codecs.kernels import ops
 from sandwich.codecs.quantize import param_from_step, round_samples, step_from_param
 from sandwich.codecs.real.jpeg import SUBSAMPLINGS
 from sandwich.codecs.resample import box_down2, triangle_up2
 from sandwich.errors import InputError
 
-# libjpeg's encoder rounds Y half up and Cb, Cr just below half up (``ONE_HALF - 1`` in 16-bit fixed point).
-_YCC_ROUNDING = torch.tensor([0.5, 0.5 - 2**-16, 0.5 - 2**-16])
+_YCC_ROUNDING = torch.tensor(ENCODER_ROUNDING)
 
 
 @dataclass
@@ -44,13 +48,19 @@ class ProxyOutput:
     Attributes:
         recon: ``(N, C, H, W)`` decoded image, integer-valued in [0, 255] in the forward pass.
         planes: the coded plane groups: luma (``(N, 1, ...)``), then chroma (``(N, 2, ...)``) if any.
-        samples: per group, the integer-valued padded sample planes (0..255) the real encoder's DCT
-            would see, shaped like the group; used to calibrate rate models against libjpeg.
+        centred: per group, the integer-valued padded sample planes the block codec took, minus 128
+            (-128..127), shaped like the group.
     """
 
     recon: Tensor
     planes: list[CodedPlanes]
-    samples: list[Tensor]
+    centred: list[Tensor]
+
+    @property
+    def samples(self) -> list[Tensor]:
+        """Per group, the padded sample planes (0..255) the real encoder's DCT would see; used to
+        calibrate rate models against libjpeg."""
+        return [c + 128.0 for c in self.centred]
 
 
 def _crop(x: Tensor, h: int, w: int) -> Tensor:
@@ -77,32 +87,63 @@ def jpeg_proxy(
     want = 1 if subsampling == "400" else 3
     if x.dim() != 4 or x.shape[1] != want:
         raise InputError(f"jpeg proxy ({subsampling}): expected (N, {want}, H, W), got {tuple(x.shape)}")
-    n, _, h, w = x.shape
+    h, w = x.shape[-2:]
+    fused = subsampling != "400" and _fused_colour(x, impl)
+    if fused:
+        from sandwich.codecs.kernels import numba_jpeg_color  # imports numba: only when used
+
+        centred = list(numba_jpeg_color.to_planes(x, subsampling))
+    else:
+        centred = [g - 128.0 for g in _sample_planes(x, subsampling)]
+    coded = [
+        transform_quantize(g, luma_step if i == 0 else chroma_step, 8, quantizer, "luma" if i == 0 else "chroma", impl=impl)
+        for i, g in enumerate(centred)
+    ]
+    if fused:
+        rgb = numba_jpeg_color.to_rgb(coded[0].recon, coded[1].recon, h, w, subsampling)
+    else:
+        rgb = _decoded_image(coded, h, w, subsampling)
+    return ProxyOutput(recon=rgb, planes=coded, centred=centred)
+
+
+def _fused_colour(x: Tensor, impl: str | None) -> bool:
+    """Whether the colour stages run as fused numba kernels: CPU, float32/64, kernels ``auto`` or
+    ``numba``, and not under ``torch.compile`` (which fuses the torch composition itself)."""
+    impl = ops.default_impl() if impl is None else impl
+    return (
+        impl in ("auto", "numba")
+        and x.device.type == "cpu"
+        and x.dtype in ops.FUSED_DTYPES
+        and not torch.compiler.is_compiling()
+    )
+
+
+def _sample_planes(x: Tensor, subsampling: str) -> list[Tensor]:
+    """Steps 1-4 in torch: ``(N, C, H, W)`` -> the padded integer sample planes, luma then chroma if any."""
+    h, w = x.shape[-2:]
     mcu = 16 if subsampling == "420" else 8
     x = round_samples(x)
     if h % mcu or w % mcu:
         x = F.pad(x, (0, -w % mcu, 0, -h % mcu), mode="replicate")
     if subsampling == "400":
-        groups = [x]
-    else:
-        luma, chroma = (round_samples(p, offset=0.0, peak=None) for p in rgb_to_ycbcr(x, _YCC_ROUNDING))
-        if subsampling == "420":
-            chroma = round_samples(box_down2(chroma), offset=0.0, peak=None)
-        groups = [luma, chroma]
-    coded = [
-        transform_quantize(g - 128.0, luma_step if i == 0 else chroma_step, 8, quantizer, "luma" if i == 0 else "chroma", impl=impl)
-        for i, g in enumerate(groups)
-    ]
+        return [x]
+    luma, chroma = (round_samples(p, offset=0.0, peak=None) for p in rgb_to_ycbcr(x, _YCC_ROUNDING))
+    if subsampling == "420":
+        chroma = round_samples(box_down2(chroma), offset=0.0, peak=None)
+    return [luma, chroma]
+
+
+def _decoded_image(coded: list[CodedPlanes], h: int, w: int, subsampling: str) -> Tensor:
+    """Steps 6-7 in torch: the coded planes' reconstructions -> the ``(N, C, h, w)`` decoded image."""
     luma = _crop(round_samples(coded[0].recon, offset=128.5), h, w)
     if subsampling == "400":
-        return ProxyOutput(recon=luma, planes=coded, samples=groups)
+        return luma
     chroma = round_samples(coded[1].recon, offset=128.5)
     if subsampling == "420":
         chroma = round_samples(triangle_up2(_crop(chroma, (h + 1) // 2, (w + 1) // 2), h, w), peak=None)
     else:
         chroma = _crop(chroma, h, w)
-    rgb = round_samples(ycbcr_to_rgb(luma, chroma))
-    return ProxyOutput(recon=rgb, planes=coded, samples=groups)
+    return round_samples(ycbcr_to_rgb(luma, chroma))
 
 
 class JpegProxy(nn.Module):

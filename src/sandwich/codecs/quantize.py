@@ -105,6 +105,9 @@ class _ClipFloorSTE(torch.autograd.Function):
         return grad * inside, None, None
 
 
+CLIP_MARGIN = 0.999  # round_samples clips to [0, peak + CLIP_MARGIN] before its floor
+
+
 def round_samples(x: Tensor, offset: float | Tensor = 0.5, peak: float | None = 255.0) -> Tensor:
     """Integer samples ``floor(x + offset)``, clipped to ``[0, peak]`` unless ``peak`` is None.
 
@@ -116,4 +119,4 @@ def round_samples(x: Tensor, offset: float | Tensor = 0.5, peak: float | None = 
     """
     if peak is None:
         return _FloorSTE.apply(x, offset)
-    return _ClipFloorSTE.apply(x, offset, peak + 0.999)
+    return _ClipFloorSTE.apply(x, offset, peak + CLIP_MARGIN)

@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -48,11 +46,7 @@ from torch import Tensor
 from sandwich.codecs.blockcodec import TIE_TOLERANCE, tile_step
 from sandwich.codecs.dct import dct_matrix
 from sandwich.codecs.kernels import reference
-
-# Fused multiply-adds allowed (nothing else of fastmath: the quantiser's roundings must stay exact);
-# cached on disk; no GIL, so Python threads run the kernels in parallel (:func:`_run_strips`).
-_JIT = {"fastmath": {"contract"}, "cache": True, "nogil": True, "error_model": "numpy"}
-
+from sandwich.codecs.kernels.numba_runtime import JIT, run_items
 
 def _log_table(dtype: np.dtype, size: int = 4096) -> np.ndarray:
     """``log2(1 + n)`` for ``n < size`` in ``dtype`` (levels are integers; a lookup beats a ``log2`` call)."""
@@ -65,7 +59,7 @@ def _constants(dtype: np.dtype) -> np.ndarray:
     return np.array([0.5, TIE_TOLERANCE, 1.0, 0.0, math.log(2.0)], dtype=dtype)
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _gather(plane, br0, b, wb, out, replicate):  # pragma: no cover - compiled
     """``out[m, r, g*Wb + j] = plane[(br0 + g)*b + r, j*b + m]``: block rows ``br0, br0 + 1, ...`` (as many
     as ``out`` holds) in frequency-major layout ``(b, b, G*Wb)``.
@@ -90,7 +84,7 @@ def _gather(plane, br0, b, wb, out, replicate):  # pragma: no cover - compiled
                         dst[j] = row[w - 1] if replicate else row[w - 1] * 0
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _mix(mat, src, dst, b):  # pragma: no cover - compiled
     """``dst[a, :] = Σ_c mat[a, c] · src[c, :]`` for 2-D ``src``, ``dst`` of ``b`` rows (axpy along rows)."""
     for a in range(b):
@@ -104,7 +98,7 @@ def _mix(mat, src, dst, b):  # pragma: no cover - compiled
                 da[p] += mc * sc[p]
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _dct(buf, tmp, d, b):  # pragma: no cover - compiled
     """``buf`` ``[m, r, j]`` pixels -> ``[l, k, j]`` coefficients (``tmp``: scratch of the same shape)."""
     _mix(d, buf.reshape(b, -1), tmp.reshape(b, -1), b)  # along the block's rows: [l, r, j]
@@ -112,7 +106,7 @@ def _dct(buf, tmp, d, b):  # pragma: no cover - compiled
         _mix(d, tmp[l], buf[l], b)  # along its columns: [l, k, j]
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _idct(buf, tmp, dt, b):  # pragma: no cover - compiled
     """Inverse of :func:`_dct` (``dt`` the transposed DCT matrix)."""
     for l in range(b):
@@ -120,14 +114,14 @@ def _idct(buf, tmp, dt, b):  # pragma: no cover - compiled
     _mix(dt, tmp.reshape(b, -1), buf.reshape(b, -1), b)
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _levels(u, consts):  # pragma: no cover - compiled
     """``round_half_away(u + copysign(TIE_TOLERANCE, u))`` (:func:`~sandwich.codecs.blockcodec.quantize_levels`)."""
     v = u + np.copysign(consts[1], u)
     return np.trunc(v + np.copysign(consts[0], v))
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _log_level(a, table):  # pragma: no cover - compiled
     """``log2(1 + a)`` of an integer-valued ``a >= 0``: from ``table`` when it has the entry."""
     return table[int(a)] if a < table.shape[0] else np.log2(table[1] + a)  # table[1] == 1 in a's dtype
@@ -149,7 +143,7 @@ def _kernels(b: int):
     ``br0 + t // wb``, column ``t % wb``.
     """
 
-    @njit(**_JIT)
+    @njit(**JIT)
     def forward_kernel(first, last, x, d, dt, step, noise, use_noise, consts, table, wb, rows, recon, dc_u, stats):  # pragma: no cover - compiled
         """Strips ``first .. last - 1``: fill ``recon (N,C,H,W)``, ``dc_u (N,C,Hb*Wb)`` and ``stats (N,C,strips,3)``
         (AC log, AC non-zero, DC log). ``table`` is :func:`_log_table`.
@@ -209,7 +203,7 @@ def _kernels(b: int):
                             if j * b + m < w:
                                 out[j * b + m] = src[j]
 
-    @njit(**_JIT)
+    @njit(**JIT)
     def backward_kernel(first, last, g, x, d, dt, step, gdc, gf, noise, use_noise, need_planes, need_step, consts, wb, rows, grad_x, grad_step):  # pragma: no cover - compiled
         """Strips ``first .. last - 1``: fill ``grad_x (N,C,H,W)`` (if ``need_planes``) and ``grad_step
         (N,C,strips,b,b)`` float64 partials (if ``need_step``).
@@ -287,31 +281,6 @@ def _kernels(b: int):
     return forward_kernel, backward_kernel
 
 
-@functools.lru_cache(maxsize=None)
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """A pool of ``threads`` workers, made on first use."""
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sandwich-numba")
-
-
-os.register_at_fork(after_in_child=_pool.cache_clear)  # a forked child has none of the parent's threads
-
-
-def _run_strips(kernel, strips: int, *args) -> None:
-    """``kernel(first, last, *args)`` over ``strips`` strips, split across ``torch.get_num_threads()`` threads.
-
-    The kernels release the GIL (``nogil``), so plain Python threads run them in parallel; numba's own
-    ``parallel=True`` would triple the compile time.
-    """
-    threads = max(1, min(torch.get_num_threads(), strips))
-    if threads == 1:
-        kernel(0, strips, *args)
-        return
-    bounds = np.linspace(0, strips, threads + 1).astype(int)
-    jobs = [_pool(threads).submit(kernel, int(a), int(b), *args) for a, b in zip(bounds[:-1], bounds[1:])]
-    for job in jobs:
-        job.result()
-
-
 def _step_table(step: Tensor, n: int, block: int) -> np.ndarray:
     """Any step shape of :func:`~sandwich.codecs.blockcodec.tile_step` as a contiguous ``(N, b, b)`` array."""
     return tile_step(step.detach(), n, block).expand(n, 1, 1, block, 1, block).reshape(n, block, block).contiguous().numpy()
@@ -338,7 +307,7 @@ def forward(planes: Tensor, step: Tensor, block: int, noise: Tensor | None) -> t
     dc = planes.new_empty((n, c, hb, wb))
     stats = torch.empty((n, c, -(-hb // rows), 3), dtype=torch.float64)
     dtype = planes.numpy().dtype
-    _run_strips(
+    run_items(
         _kernels(block)[0], n * c * stats.shape[2],
         planes.numpy(), *_matrices(block, planes.dtype), _step_table(step, n, block), _noise_array(noise, planes),
         noise is not None, _constants(dtype), _log_table(dtype), wb, rows, recon.numpy(), dc.view(n, c, hb * wb).numpy(), stats.numpy(),
@@ -370,7 +339,7 @@ def backward(
     gdc = reference.dc_grad(dc.reshape(n, c, hb * wb), grad_features).contiguous()
     grad_planes = torch.empty_like(planes) if need_planes else planes.new_empty(0)
     partials = torch.empty((n, c, strips, block, block) if need_step else (1, 1, 1, 1, 1), dtype=torch.float64)
-    _run_strips(
+    run_items(
         _kernels(block)[1], n * c * strips,
         grad_recon.detach().contiguous().numpy(), planes.numpy(), *_matrices(block, planes.dtype), _step_table(step, n, block),
         gdc.numpy(), grad_features.detach().contiguous().numpy(), _noise_array(noise, planes), noise is not None, need_planes,
