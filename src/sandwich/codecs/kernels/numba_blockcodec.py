@@ -85,51 +85,89 @@ def _gather(plane, br0, b, wb, out, replicate):  # pragma: no cover - compiled
 
 
 @njit(**JIT)
-def _mix(mat, src, dst, b):  # pragma: no cover - compiled
-    """``dst[a, :] = Σ_c mat[a, c] · src[c, :]`` for 2-D ``src``, ``dst`` of ``b`` rows (axpy along rows)."""
-    for a in range(b):
-        da = dst[a]
-        m0, s0 = mat[a, 0], src[0]
-        for p in range(da.shape[0]):
-            da[p] = m0 * s0[p]
-        for c in range(1, b):
-            mc, sc = mat[a, c], src[c]
-            for p in range(da.shape[0]):
-                da[p] += mc * sc[p]
-
-
-@njit(**JIT)
-def _dct(buf, tmp, d, b):  # pragma: no cover - compiled
-    """``buf`` ``[m, r, j]`` pixels -> ``[l, k, j]`` coefficients (``tmp``: scratch of the same shape)."""
-    _mix(d, buf.reshape(b, -1), tmp.reshape(b, -1), b)  # along the block's rows: [l, r, j]
-    for l in range(b):
-        _mix(d, tmp[l], buf[l], b)  # along its columns: [l, k, j]
-
-
-@njit(**JIT)
-def _idct(buf, tmp, dt, b):  # pragma: no cover - compiled
-    """Inverse of :func:`_dct` (``dt`` the transposed DCT matrix)."""
-    for l in range(b):
-        _mix(dt, buf[l], tmp[l], b)
-    _mix(dt, tmp.reshape(b, -1), buf.reshape(b, -1), b)
-
-
-@njit(**JIT)
 def _levels(u, consts):  # pragma: no cover - compiled
     """``round_half_away(u + copysign(TIE_TOLERANCE, u))`` (:func:`~sandwich.codecs.blockcodec.quantize_levels`)."""
     v = u + np.copysign(consts[1], u)
     return np.trunc(v + np.copysign(consts[0], v))
 
 
-@njit(**JIT)
-def _log_level(a, table):  # pragma: no cover - compiled
-    """``log2(1 + a)`` of an integer-valued ``a >= 0``: from ``table`` when it has the entry."""
-    return table[int(a)] if a < table.shape[0] else np.log2(table[1] + a)  # table[1] == 1 in a's dtype
+@njit(**{**JIT, "fastmath": {"contract", "reassoc"}})
+def _level_stats(levels, table):  # pragma: no cover - compiled
+    """``(Σ log2(1 + |q|), #{q != 0})`` over the integer-valued ``levels``, as float64.
+
+    ``log2(1 + |q|)`` comes from ``table`` (:func:`_log_table`) when it has the entry, else from
+    ``log2``. The sums may be reassociated (so that they vectorise): float64 partial sums of at most a
+    few thousand terms, exact to far below the float32 results they feed.
+    """
+    last = table.shape[0] - 1
+    log_sum, nonzero, beyond = 0.0, 0.0, 0.0
+    for t in range(levels.shape[0]):
+        a = np.abs(levels[t])
+        nonzero += 1.0 if a != 0 else 0.0
+        log_sum += table[int(min(a, last))]
+        beyond += 1.0 if a > last else 0.0
+    if beyond:  # rare: levels past the table (huge coefficients or tiny steps)
+        for t in range(levels.shape[0]):
+            a = np.abs(levels[t])
+            if a > last:
+                log_sum += np.log2(table[1] + a) - table[last]  # table[1] == 1 in a's dtype
+    return log_sum, nonzero
+
+
+@njit(**{**JIT, "fastmath": {"contract", "reassoc"}})
+def _step_grad(u, levels, g_coef, g_feat, step):  # pragma: no cover - compiled
+    """``Σ_t g_coef · (level - u) - g_feat · u / Δ`` as float64: one frequency's contribution to the
+    gradient of its step ``Δ`` (reassociated, so that it vectorises; see :func:`_level_stats`)."""
+    acc = 0.0
+    for t in range(u.shape[0]):
+        acc += g_coef[t] * (levels[t] - u[t]) - g_feat[t] * u[t] / step
+    return acc
 
 
 def strip_rows(hb: int, wb: int, target: int = 256) -> int:
     """Block rows per parallel strip: enough for about ``target`` blocks (long vector loops)."""
     return max(1, min(hb, -(-target // wb)))
+
+
+@functools.lru_cache(maxsize=None)
+def _transforms(b: int):
+    """The separable block transforms for block size ``b``, a compile-time constant in them (so the sums
+    over a block unroll and stay in registers).
+
+    Returns ``(dct, idct)``: ``dct(buf, tmp, d)`` turns ``buf`` ``[m, r, j]`` pixels into ``[l, k, j]``
+    coefficients, ``idct(buf, tmp, dt)`` is its inverse (``dt`` the transposed matrix); ``tmp`` is scratch
+    of the same shape.
+    """
+
+    @njit(**JIT)
+    def mix(mat, src, dst):  # pragma: no cover - compiled
+        """``dst[a, :] = Σ_c mat[a, c] · src[c, :]`` for 2-D ``src``, ``dst`` of ``b`` rows: two output rows
+        at a time, each sum over ``c`` accumulated in registers, vectorised along the rows."""
+        for a in range(0, b, 2):
+            d0, d1 = dst[a], dst[a + 1]
+            for p in range(dst.shape[1]):
+                s = src[0, p]
+                acc0, acc1 = mat[a, 0] * s, mat[a + 1, 0] * s
+                for c in range(1, b):
+                    s = src[c, p]
+                    acc0 += mat[a, c] * s
+                    acc1 += mat[a + 1, c] * s
+                d0[p] = acc0
+                d1[p] = acc1
+
+    @njit(**JIT)
+    def dct(buf, tmp, d):  # pragma: no cover - compiled
+        mix(d, buf.reshape(b, -1), tmp.reshape(b, -1))  # along the block's rows: [l, r, j]
+        for l in range(b):
+            mix(d, tmp[l], buf[l])  # along its columns: [l, k, j]
+
+    @njit(**JIT)
+    def idct(buf, tmp, dt):  # pragma: no cover - compiled
+        for l in range(b):
+            mix(dt, buf[l], tmp[l])
+        mix(dt, tmp.reshape(b, -1), buf.reshape(b, -1))
+
+    return dct, idct
 
 
 @functools.lru_cache(maxsize=None)
@@ -142,6 +180,7 @@ def _kernels(b: int):
     strip (:func:`strip_rows`). Block ``t`` of a strip starting at block row ``br0`` is block row
     ``br0 + t // wb``, column ``t % wb``.
     """
+    dct, idct = _transforms(b)
 
     @njit(**JIT)
     def forward_kernel(first, last, x, d, dt, step, noise, use_noise, consts, table, wb, rows, recon, dc_u, stats):  # pragma: no cover - compiled
@@ -159,7 +198,7 @@ def _kernels(b: int):
             tmp = np.empty((b, b, count), x.dtype)
             levels = np.empty(count, x.dtype)
             _gather(x[i, ch], br0, b, wb, buf, True)
-            _dct(buf, tmp, d, b)
+            dct(buf, tmp, d)
             ac_log, ac_nonzero, dc_log = 0.0, 0.0, 0.0
             for l in range(b):
                 for k in range(b):
@@ -169,19 +208,15 @@ def _kernels(b: int):
                         for t in range(count):
                             dc_u[i, ch, br0 * wb + t] = row[t] / st
                     for t in range(count):
-                        u = row[t] / st
-                        q = _levels(u, consts)
-                        levels[t] = q
-                        if use_noise:
+                        levels[t] = _levels(row[t] / st, consts)
+                    if use_noise:
+                        for t in range(count):
+                            u = row[t] / st
                             row[t] = (u + noise[i, ch, (br0 + t // wb) * b + k, (t % wb) * b + l]) * st
-                        else:
-                            row[t] = q * st
-                    log_sum, nonzero = 0.0, 0.0
-                    for t in range(count):
-                        a = np.abs(levels[t])
-                        if a != 0:
-                            nonzero += 1.0
-                            log_sum += _log_level(a, table)
+                    else:
+                        for t in range(count):
+                            row[t] = levels[t] * st
+                    log_sum, nonzero = _level_stats(levels, table)
                     if l == 0 and k == 0:
                         dc_log = log_sum
                     else:
@@ -190,7 +225,7 @@ def _kernels(b: int):
             stats[i, ch, si, 0] = ac_log
             stats[i, ch, si, 1] = ac_nonzero
             stats[i, ch, si, 2] = dc_log
-            _idct(buf, tmp, dt, b)
+            idct(buf, tmp, dt)
             for g in range(count // wb):
                 for r in range(b):
                     y = (br0 + g) * b + r
@@ -223,11 +258,12 @@ def _kernels(b: int):
             gbuf = np.empty((b, b, count), x.dtype)
             tmp = np.empty((b, b, count), x.dtype)
             g_feat = np.empty(count, x.dtype)
+            levels = np.empty(count, x.dtype)
             padded = np.empty(wb * b, x.dtype)
             _gather(x[i, ch], br0, b, wb, buf, True)
-            _dct(buf, tmp, d, b)
+            dct(buf, tmp, d)
             _gather(g[i, ch], br0, b, wb, gbuf, False)
-            _dct(gbuf, tmp, d, b)
+            dct(gbuf, tmp, d)
             gf_log, gf_nonzero = gf[i, 0], gf[i, 1]
             for l in range(b):
                 for k in range(b):
@@ -245,20 +281,18 @@ def _kernels(b: int):
                             sign = np.sign(u)
                             g_feat[t] = sign / ((one + a) * ln2) * gf_log + (sign * gf_nonzero if a < one else zero)
                     if need_step:  # coef now holds u = c / Δ
-                        acc = 0.0
-                        for t in range(count):
-                            u = coef[t]
-                            if use_noise:
-                                level = u + noise[i, ch, (br0 + t // wb) * b + k, (t % wb) * b + l]
-                            else:
-                                level = _levels(u, consts)
-                            acc += gcoef[t] * (level - u) - g_feat[t] * u / st
-                        grad_step[i, ch, si, k, l] = acc
+                        if use_noise:
+                            for t in range(count):
+                                levels[t] = coef[t] + noise[i, ch, (br0 + t // wb) * b + k, (t % wb) * b + l]
+                        else:
+                            for t in range(count):
+                                levels[t] = _levels(coef[t], consts)
+                        grad_step[i, ch, si, k, l] = _step_grad(coef, levels, gcoef, g_feat, st)
                     if need_planes:
                         for t in range(count):
                             gcoef[t] = (gcoef[t] * st + g_feat[t]) / st
             if need_planes:
-                _idct(gbuf, tmp, dt, b)
+                idct(gbuf, tmp, dt)
                 for gi in range(count // wb):
                     for r in range(b):
                         y = (br0 + gi) * b + r
