@@ -6,6 +6,9 @@
   plain-autograd composition;
 * :mod:`~sandwich.codecs.kernels.numba_blockcodec` - the fused CPU kernels (numba); imported on first
   use (a few seconds of JIT compile the first time, then numba's on-disk cache);
+* :mod:`~sandwich.codecs.kernels.numba_jpeg_color` - fused CPU kernels (numba) of the JPEG proxy's
+  colour stages around the op (RGB -> centred planes, reconstructions -> RGB);
+* :mod:`~sandwich.codecs.kernels.numba_runtime` - the numba kernels' shared compile options and threads;
 * :mod:`~sandwich.codecs.kernels.triton_blockcodec` - the fused Triton kernels (CUDA; CPU only under
   ``TRITON_INTERPRET=1``); imported on first use, so importing sandwich does not import Triton;
 * :mod:`~sandwich.codecs.kernels.interpret_check` - every Triton kernel against the reference in

@@ -8,9 +8,11 @@ faulted in one 4 KiB page at a time).
 One parallel iteration per *strip*: the ``b`` pixel rows of one row of blocks of one plane, held in a
 cache-sized scratch buffer in *frequency-major* layout ``[l, k, block]`` (``l``, ``k``: horizontal and
 vertical frequency - or pixel column and row inside the block - and the block's index along the strip
-last, contiguous). In that layout each stage of the separable transform is ``b²`` vectorised
-multiply-adds along contiguous rows (no reduction inside a block, nothing strided), and each frequency
-is a contiguous row with one step, so quantisation and statistics vectorise too. Per strip:
+last, contiguous). In that layout each stage of the separable transform is a ``b x b`` matrix times
+``b`` contiguous rows: vectorised along the rows, with the block size a compile-time constant so that
+each output's sum over the block unrolls into registers (:func:`_transforms`); and each frequency is a
+contiguous row with one step, so quantisation and statistics vectorise too (their float64 sums are
+allowed to reassociate). Per strip:
 
 * ``forward``: gather the pixels into the layout (rows and columns past the image repeat the last one:
   replicate padding without materialising it), row DCT, column DCT, ``u = c / Δ``, the levels, the

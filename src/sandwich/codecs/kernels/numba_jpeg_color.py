@@ -113,40 +113,34 @@ def _planes_backward(first, last, g_luma, g_chroma, x, m, consts, sub420, grad_x
     _, _, h, w = x.shape
     hp, wp = g_luma.shape[2], g_luma.shape[3]
     half, quarter, zero = consts[0], consts[2], consts[7]
-    g = np.empty((3, wp), x.dtype)
+    g_c = np.empty((2, wp), x.dtype)  # the chroma gradient at full resolution
+    row = np.empty(wp, x.dtype)
     for i in range(first, last):
         for y in range(hp):
             gy = g_luma[i, 0, y]
-            if sub420:
-                cb, cr = g_chroma[i, 0, y // 2], g_chroma[i, 1, y // 2]
-                for p in range(wp):
-                    gcb, gcr = cb[p // 2] * quarter, cr[p // 2] * quarter
-                    for c in range(3):
-                        g[c, p] = m[0, c] * gy[p] + m[1, c] * gcb + m[2, c] * gcr
-            else:
-                cb, cr = g_chroma[i, 0, y], g_chroma[i, 1, y]
-                for p in range(wp):
-                    for c in range(3):
-                        g[c, p] = m[0, c] * gy[p] + m[1, c] * cb[p] + m[2, c] * cr[p]
+            for c in range(2):
+                if sub420:
+                    src, dst = g_chroma[i, c, y // 2], g_c[c]
+                    for q in range(wp // 2):
+                        dst[2 * q] = dst[2 * q + 1] = src[q] * quarter
+                else:
+                    g_c[c] = g_chroma[i, c, y]
+            sy = min(y, h - 1)
             for c in range(3):
-                row = g[c]
+                m0, m1, m2 = m[0, c], m[1, c], m[2, c]
+                for p in range(wp):
+                    row[p] = m0 * gy[p] + m1 * g_c[0, p] + m2 * g_c[1, p]
                 extra = zero
                 for p in range(w, wp):
                     extra += row[p]
                 row[w - 1] += extra
-                out = grad_x[i, c, min(y, h - 1)]
+                src, out = x[i, c, sy], grad_x[i, c, sy]
                 if y < h:
                     for p in range(w):
-                        out[p] = row[p]
+                        out[p] = row[p] if _inside(src[p] + half, consts) else zero
                 else:  # rows past the image fold onto the last one
                     for p in range(w):
-                        out[p] += row[p]
-        for c in range(3):
-            for y in range(h):
-                src, out = x[i, c, y], grad_x[i, c, y]
-                for p in range(w):
-                    if not _inside(src[p] + half, consts):
-                        out[p] = zero
+                        out[p] += row[p] if _inside(src[p] + half, consts) else zero
 
 
 @njit(**JIT)
