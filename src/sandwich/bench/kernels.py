@@ -29,7 +29,9 @@ backward on ``--proxy-shape`` RGB (default 8x3x256x256), MPix/s of source pixels
 
 * ``eager_composite``: the block codec as a graph of autograd primitives (``SANDWICH_KERNELS=composite``);
 * ``eager_reference_op``: the op with its torch kernel;
-* ``eager_numba_op``: the op with the numba kernel (the default on CPU);
+* ``eager_numba_op``: the op with the numba kernel and the colour stages as fused numba kernels
+  (:mod:`~sandwich.codecs.kernels.numba_jpeg_color`; the default on CPU; every other variant runs the
+  colour stages as torch compositions);
 * ``eager_compiled_kernel_op``: the op with its torch kernel through ``torch.compile``;
 * ``compiled_proxy_op`` / ``compiled_proxy_numba_op``: ``torch.compile`` of proxy + rate model, the op
   one opaque node (fake kernel) running the torch / numba kernel;
@@ -47,13 +49,14 @@ op with Triton against the eager composition and against the torch kernel on the
 fractions are reported but are launch-bound. Without CUDA these figures are null and ``gpu_note``
 says that they were not measured.
 
-Measured on the 2-core development machine (2 threads, ``--repeats 9``, no GPU): the op alone runs at
-12.6 MPix/s with the torch kernel (copy fraction 0.049: dozens of whole-tensor passes, each into fresh
-pages), 51.5 compiled (0.20) and 93.6 with the numba kernel (0.36, 7.4x the torch kernel). The full
-proxy: 7.5 (eager composite), 8.0 (torch-kernel op), 10.5 (numba op), 10.6 (compiled-kernel op), 16.6
-(compiled proxy around the numba op) and 20.5 MPix/s (compiled proxy with the composite block codec,
-which inductor fuses with the colour conversion and rate model). One-off compiles took 10-45 s per
-variant cold and 1-3 s with inductor's on-disk cache warm (``compile_s``).
+Measured on the 2-core development machine (2 threads, ``--repeats 9``, no GPU; a slow spell of the
+VM, copy bandwidth 3.7 GB/s): the op alone runs at 7.0 MPix/s with the torch kernel (copy fraction
+0.038: dozens of whole-tensor passes, each into fresh pages), 29.7 compiled (0.16) and 87.8 with the
+numba kernel (0.47, 12.6x the torch kernel). The full proxy: 7.7 (eager composite), 10.0 (torch-kernel
+op), 23.6 (numba op and fused colour stages), 11.1 (compiled-kernel op), 13.9 / 21.7 (compiled proxy
+around the torch / numba op) and 22.1 MPix/s (compiled proxy with the composite block codec, which
+inductor fuses with the colour conversion and rate model). One-off compiles took 1-14 s here with
+inductor's on-disk cache partly warm, 10-45 s cold (``compile_s``).
 """
 
 from __future__ import annotations
