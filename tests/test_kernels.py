@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -153,6 +154,19 @@ def test_numba_levels_match_reference_on_exact_ties() -> None:
     recon, features, _ = numba_blockcodec.forward(planes, step, 8, None)
     assert torch.equal(features, ref_features) and torch.allclose(recon, ref_recon, atol=1e-4)
     assert torch.allclose(recon, 24.0 * torch.trunc(levels / 2 + 0.5 * levels.sign()).repeat_interleave(8, 2).repeat_interleave(8, 3) / 8, atol=1e-4)
+
+
+def test_numba_statistics_of_levels_beyond_the_log_table() -> None:
+    """Levels past the numba kernel's ``log2(1 + n)`` table (a tiny step on large coefficients) take the
+    ``log2`` fallback: the statistics still equal the torch kernel's."""
+    from sandwich.codecs.kernels import numba_blockcodec
+
+    planes = make_planes((2, 1, 16, 24), torch.float64) * 100
+    step = torch.tensor(0.05, dtype=torch.float64)
+    _, ref_features, ref_dc = reference.forward(planes, step, 8, None)
+    _, features, _ = numba_blockcodec.forward(planes, step, 8, None)
+    assert ref_dc.abs().max() > 4 * numba_blockcodec._log_table(np.float64).shape[0]  # really past the table
+    torch.testing.assert_close(features, ref_features, rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("noisy", [False, True])

@@ -50,6 +50,7 @@ from sandwich.codecs.dct import dct_matrix
 from sandwich.codecs.kernels import reference
 from sandwich.codecs.kernels.numba_runtime import JIT, run_items
 
+
 def _log_table(dtype: np.dtype, size: int = 4096) -> np.ndarray:
     """``log2(1 + n)`` for ``n < size`` in ``dtype`` (levels are integers; a lookup beats a ``log2`` call)."""
     return np.log2(np.arange(1, size + 1, dtype=dtype))
