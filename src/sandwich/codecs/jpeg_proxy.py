@@ -14,11 +14,12 @@ Forward, for an image of integer-valued samples in [0, 255] (what the real encod
 Every rounding is straight-through (or additive noise for the coefficients, ``quantizer="noise"``), so
 the backward pass is that of the float pipeline: smooth, with exact gradients for the steps.
 
+What remains different from libjpeg is its fixed-point arithmetic (ISLOW DCT, 16-bit colour tables)
+and tie-breaking in a few roundings; ``sandwich bench proxy`` measures the gap (PSNR vs libjpeg's decode).
+
 Steps 1-4 and 6-7 run as torch compositions (the reference), or, for colour images on CPU in eager
 mode when the block codec's kernels are ``auto`` or ``numba``, as two fused numba kernels
 (:mod:`sandwich.codecs.kernels.numba_jpeg_color`), each one pass forward and one backward.
-What remains different from libjpeg is its fixed-point arithmetic (ISLOW DCT, 16-bit colour tables)
-and tie-breaking in a few roundings; ``sandwich bench proxy`` measures the gap (PSNR vs libjpeg's decode).
 """
 
 from __future__ import annotations

@@ -210,7 +210,7 @@ def _rgb_backward(first, last, g_rgb, mask, l_rec, c_rec, m, consts, sub420, g_l
     quarter, up, zero, three_quarters = consts[2], consts[6], consts[7], consts[8]
     hs, ws = (h + 1) // 2, (w + 1) // 2
     g = np.empty((3, w), g_rgb.dtype)
-    cols = np.empty((2, h, ws), g_rgb.dtype)  # 4:2:0: the horizontal adjoint of the up-sampling, per row
+    cols = np.empty((2, h, ws) if sub420 else (2, 1, 1), g_rgb.dtype)  # 4:2:0: the horizontal adjoint of the up-sampling
     for i in range(first, last):
         g_luma[i] = zero
         g_chroma[i] = zero
