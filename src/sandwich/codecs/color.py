@@ -35,7 +35,7 @@ YCBCR_TO_RGB = torch.tensor(
 )
 # libjpeg's encoder rounds Y half up and Cb, Cr just below half up (``ONE_HALF - 1`` in 16-bit fixed point).
 ENCODER_ROUNDING = (0.5, 0.5 - 2**-16, 0.5 - 2**-16)
-_CHROMA_OFFSET = torch.tensor([0.0, 128.0, 128.0], dtype=torch.float64)
+CHROMA_OFFSET = torch.tensor([0.0, 128.0, 128.0], dtype=torch.float64)  # Cb and Cr are centred at 128
 
 
 def _mix(x: Tensor, matrix: Tensor, bias: Tensor) -> Tensor:
@@ -52,7 +52,7 @@ def rgb_to_ycbcr(rgb: Tensor, offset: Tensor | None = None) -> tuple[Tensor, Ten
     parts come back separately because JPEG codes them separately (and slicing would cost a copy in
     the backward pass).
     """
-    bias = (_CHROMA_OFFSET if offset is None else _CHROMA_OFFSET + offset.double().cpu()).to(rgb)
+    bias = (CHROMA_OFFSET if offset is None else CHROMA_OFFSET + offset.double().cpu()).to(rgb)
     matrix = RGB_TO_YCBCR.to(rgb)
     return _mix(rgb, matrix[:1], bias[:1]), _mix(rgb, matrix[1:], bias[1:])
 
@@ -61,4 +61,4 @@ def ycbcr_to_rgb(luma: Tensor, chroma: Tensor) -> Tensor:
     """Inverse of :func:`rgb_to_ycbcr`: Y ``(N, 1, H, W)`` and CbCr ``(N, 2, H, W)`` -> RGB (no clipping)."""
     matrix = YCBCR_TO_RGB.to(luma)
     # Y's column of the matrix is all ones: add it by broadcasting.
-    return _mix(chroma, matrix[:, 1:], -(matrix @ _CHROMA_OFFSET.to(luma))) + luma
+    return _mix(chroma, matrix[:, 1:], -(matrix @ CHROMA_OFFSET.to(luma))) + luma

@@ -28,7 +28,7 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from sandwich.codecs.color import ENCODER_ROUNDING, RGB_TO_YCBCR, YCBCR_TO_RGB
+from sandwich.codecs.color import CHROMA_OFFSET, ENCODER_ROUNDING, RGB_TO_YCBCR, YCBCR_TO_RGB
 from sandwich.codecs.kernels.numba_runtime import JIT, run_items
 from sandwich.codecs.quantize import CLIP_MARGIN
 
@@ -41,9 +41,10 @@ def _constants(dtype: np.dtype) -> np.ndarray:
     return np.array([0.5, _SAMPLE_HI, 0.25, 128.0, ENCODER_ROUNDING[0], 128.0 + ENCODER_ROUNDING[1], 128.5, 0.0, 0.75], dtype=dtype)
 
 
-def _to_ycbcr_bias(dtype: np.dtype) -> np.ndarray:
-    """The constant term of YCbCr -> RGB per output channel, ``-(M @ [0, 128, 128])``, as torch's path has it."""
-    return (-(YCBCR_TO_RGB @ torch.tensor([0.0, 128.0, 128.0], dtype=torch.float64))).numpy().astype(dtype)
+def _to_rgb_bias(dtype: torch.dtype) -> np.ndarray:
+    """The constant term of YCbCr -> RGB per output channel, ``-(M @ [0, 128, 128])``, computed in
+    ``dtype`` as :func:`~sandwich.codecs.color.ycbcr_to_rgb` computes it."""
+    return (-(YCBCR_TO_RGB.to(dtype) @ CHROMA_OFFSET.to(dtype))).numpy()
 
 
 @njit(**JIT)
@@ -165,7 +166,7 @@ def _rgb_forward(first, last, l_rec, c_rec, m, bias, consts, sub420, rgb, mask):
     the final clip passes the gradient).
 
     ``l_rec (N,1,Hp,Wp)`` and ``c_rec (N,2,Hc,Wc)`` are centred at 0; ``m`` the YCbCr -> RGB matrix, ``bias``
-    its constant term :func:`_to_ycbcr_bias`.
+    its constant term :func:`_to_rgb_bias`.
     """
     _, _, h, w = rgb.shape
     half, quarter, up = consts[0], consts[2], consts[6]
@@ -299,7 +300,7 @@ class _ToRgb(torch.autograd.Function):
         dtype = _dtype(l_rec)
         m = YCBCR_TO_RGB.numpy().astype(dtype)
         run_items(
-            _rgb_forward, n, l_rec.numpy(), c_rec.numpy(), m, _to_ycbcr_bias(dtype), _constants(dtype), sub420,
+            _rgb_forward, n, l_rec.numpy(), c_rec.numpy(), m, _to_rgb_bias(l_rec.dtype), _constants(dtype), sub420,
             rgb.numpy(), mask.numpy(),
         )  # fmt: skip
         ctx.save_for_backward(mask, l_rec, c_rec)
