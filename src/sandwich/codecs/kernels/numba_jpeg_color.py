@@ -145,19 +145,19 @@ def _planes_backward(first, last, g_luma, g_chroma, x, m, consts, sub420, grad_x
 
 
 @njit(**JIT)
-def _triangle_row(src, other, out, quarter):  # pragma: no cover - compiled
+def _triangle_row(src, other, vert, out, quarter):  # pragma: no cover - compiled
     """One row of libjpeg's fancy up-sampling: vertically ``src + (other - src)/4`` (``other``: the nearer
-    neighbour row), then each sample split in two horizontally the same way; ``out`` has ``2 len(src)``
-    samples or one fewer (an odd width crops the last)."""
+    neighbour row) into ``vert`` (scratch of ``len(src)``), then each sample split in two horizontally the
+    same way (the edge sample repeated); ``out`` has ``2 len(src)`` samples or one fewer (an odd width
+    crops the last)."""
     ws = src.shape[0]
     for q in range(ws):
-        mid = src[q] + quarter * (other[q] - src[q])
-        left_q, right_q = max(q - 1, 0), min(q + 1, ws - 1)
-        left = src[left_q] + quarter * (other[left_q] - src[left_q])
-        right = src[right_q] + quarter * (other[right_q] - src[right_q])
-        out[2 * q] = mid + quarter * (left - mid)
+        vert[q] = src[q] + quarter * (other[q] - src[q])
+    for q in range(ws):
+        mid = vert[q]
+        out[2 * q] = mid + quarter * (vert[max(q - 1, 0)] - mid)
         if 2 * q + 1 < out.shape[0]:
-            out[2 * q + 1] = mid + quarter * (right - mid)
+            out[2 * q + 1] = mid + quarter * (vert[min(q + 1, ws - 1)] - mid)
 
 
 @njit(**JIT)
@@ -173,6 +173,7 @@ def _rgb_forward(first, last, l_rec, c_rec, m, bias, consts, sub420, rgb, mask):
     hs, ws = (h + 1) // 2, (w + 1) // 2
     small = np.empty((2, hs, ws), rgb.dtype)
     cc = np.empty((2, w), rgb.dtype)
+    vert = np.empty(ws, rgb.dtype)
     lum = np.empty(w, rgb.dtype)
     for i in range(first, last):
         if sub420:
@@ -185,7 +186,7 @@ def _rgb_forward(first, last, l_rec, c_rec, m, bias, consts, sub420, rgb, mask):
                 r = y // 2
                 other = max(r - 1, 0) if y % 2 == 0 else min(r + 1, hs - 1)
                 for c in range(2):
-                    _triangle_row(small[c, r], small[c, other], cc[c], quarter)
+                    _triangle_row(small[c, r], small[c, other], vert, cc[c], quarter)
                     for p in range(w):
                         cc[c, p] = np.floor(cc[c, p] + half)
             else:
@@ -213,8 +214,15 @@ def _rgb_backward(first, last, g_rgb, mask, l_rec, c_rec, m, consts, sub420, g_l
     g = np.empty((3, w), g_rgb.dtype)
     cols = np.empty((2, h, ws) if sub420 else (2, 1, 1), g_rgb.dtype)  # 4:2:0: the horizontal adjoint of the up-sampling
     for i in range(first, last):
-        g_luma[i] = zero
-        g_chroma[i] = zero
+        # Zero what the loop below does not write: the luma (and 4:4:4 chroma) samples the crop dropped;
+        # all of the 4:2:0 chroma, which the up-sampling's adjoint accumulates into.
+        g_luma[i, :, h:] = zero
+        g_luma[i, :, :h, w:] = zero
+        if sub420:
+            g_chroma[i] = zero
+        else:
+            g_chroma[i, :, h:] = zero
+            g_chroma[i, :, :h, w:] = zero
         for y in range(h):
             for c in range(3):
                 src, flags, dst = g_rgb[i, c, y], mask[i, c, y], g[c]
