@@ -16,14 +16,14 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def photo_crop() -> np.ndarray:
     """A ``(77, 101, 3)`` uint8 crop of a held-out sample photo (odd sides on purpose)."""
-    return load_photo("coffee")[100:177, 200:301].copy()
+    return load_photo("skimage/coffee")[100:177, 200:301].copy()
 
 
 @pytest.fixture(scope="session")
 def photo_crops() -> list[np.ndarray]:
     """Odd-sized uint8 RGB crops of three held-out sample photos."""
     return [
-        load_photo("coffee")[50:211, 120:323].copy(),
-        load_photo("rocket")[100:233, 200:405].copy(),
-        load_photo("hubble_deep_field")[300:445, 300:503].copy(),
+        load_photo("skimage/coffee")[50:211, 120:323].copy(),
+        load_photo("skimage/rocket")[100:233, 200:405].copy(),
+        load_photo("skimage/hubble_deep_field")[300:445, 300:503].copy(),
     ]

@@ -91,7 +91,7 @@ def test_statistics_count_integer_levels() -> None:
     """Statistics against a direct numpy count on the quantised levels of a real photo block set."""
     from sandwich.data.samples import load_photo
 
-    gray = load_photo("rocket")[:64, :64, 1].astype(np.float64) - 128
+    gray = load_photo("skimage/rocket")[:64, :64, 1].astype(np.float64) - 128
     out = transform_quantize(torch.from_numpy(gray)[None, None], torch.tensor(10.0, dtype=torch.float64), 8)
     coef = block_dct(torch.from_numpy(gray)[None, None], 8)[0, 0].numpy()
     levels = np.sign(coef) * np.floor(np.abs(coef / 10) + 0.5 + TIE_TOLERANCE)  # near-ties count as ties

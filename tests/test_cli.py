@@ -34,8 +34,8 @@ def test_help() -> None:
 def photo_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "photos"
     folder.mkdir()
-    Image.fromarray(load_photo("coffee")[:93, :131]).save(folder / "a.png")
-    Image.fromarray(load_photo("rocket")[40:140, 100:221]).save(folder / "b.jpg", quality=95)
+    Image.fromarray(load_photo("skimage/coffee")[:93, :131]).save(folder / "a.png")
+    Image.fromarray(load_photo("skimage/rocket")[40:140, 100:221]).save(folder / "b.jpg", quality=95)
     return folder
 
 
@@ -88,3 +88,18 @@ def test_shards_and_demo_refusals(tmp_path: Path) -> None:
     report = tmp_path / "report"
     _assert_refused(sandwich("demo", "--out", str(report), "--minutes", "0"), "--minutes", report)
     _assert_refused(sandwich("demo", "--out", str(report), "net=huge"), "net", report)
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_in_a_few_seconds_of_training(tmp_path: Path) -> None:
+    """The README's main job, with a tiny budget: selected checkpoint, reports on both held-out sources."""
+    report = tmp_path / "report"
+    done = sandwich("demo", "--out", str(report), "--minutes", "0.05", "data.batches_per_epoch=5")
+    assert done.returncode == 0, done.stderr
+    for folder, photos in ((report, ["sporco/kodim23", "sporco/monarch", "sporco/sail", "sporco/tulips", "sporco/barbara"]),
+                           (report / "matplotlib", ["matplotlib/grace_hopper"])):
+        results = json.loads((folder / "results.json").read_text())
+        assert results["images"] == photos and set(results["bd"]) == {"codec", "texture_embedding"}
+        assert (folder / "index.html").stat().st_size > 0
+    assert (report / "model.ckpt").is_file()
+    assert "vs texture_embedding: BD-PSNR" in done.stdout

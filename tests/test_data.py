@@ -17,7 +17,7 @@ import webdataset as wds
 from PIL import Image
 
 from sandwich.data import shards
-from sandwich.data.datamodule import ShardDataModule
+from sandwich.data.datamodule import ShardDataModule, recolour
 from sandwich.data.samples import load_photo
 from sandwich.data.shards import ensure_sample_shards, read_index, write_shards
 from sandwich.errors import InputError
@@ -28,13 +28,13 @@ BAD_FILES = ("broken.png", "deep.png")
 def _photos() -> dict[str, np.ndarray]:
     """File name -> the uint8 RGB crop written under that name (odd sizes; one smaller than the crops below)."""
     return {
-        "astronaut.png": load_photo("astronaut")[30:131, 170:293],
-        "chelsea.png": load_photo("chelsea")[60:157, 120:251],
-        "coffee.png": load_photo("coffee")[100:211, 200:317],
-        "rocket.png": load_photo("rocket")[100:203, 200:321],
-        "rocket.bmp": load_photo("rocket")[200:299, 300:411],  # same stem as rocket.png: the key must differ
-        "motorcycle left.png": load_photo("motorcycle_left")[150:257, 300:409],
-        "tiny.png": load_photo("immunohistochemistry")[10:30, 40:67],
+        "astronaut.png": load_photo("skimage/astronaut")[30:131, 170:293],
+        "chelsea.png": load_photo("skimage/chelsea")[60:157, 120:251],
+        "coffee.png": load_photo("skimage/coffee")[100:211, 200:317],
+        "rocket.png": load_photo("skimage/rocket")[100:203, 200:321],
+        "rocket.bmp": load_photo("skimage/rocket")[200:299, 300:411],  # same stem as rocket.png: the key must differ
+        "motorcycle left.png": load_photo("skimage/motorcycle_left")[150:257, 300:409],
+        "tiny.png": load_photo("skimage/immunohistochemistry")[10:30, 40:67],
     }
 
 
@@ -47,7 +47,7 @@ def _write_photo_folder(folder: Path) -> dict[str, np.ndarray]:
     png = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(photos["coffee.png"])).save(png, format="PNG")
     (folder / "broken.png").write_bytes(png.getvalue()[: len(png.getvalue()) // 2])
-    deep = (load_photo("camera")[:40, :50, 0].astype(np.uint16) * 257)
+    deep = (load_photo("skimage/camera")[:40, :50, 0].astype(np.uint16) * 257)
     Image.fromarray(deep).save(folder / "deep.png")
     return photos
 
@@ -231,7 +231,7 @@ def test_epochs_and_ranks_draw_different_crops(one_shard_dir: Path, monkeypatch:
     assert not torch.equal(rank1[0], rank0[0])
 
 
-def test_small_images_are_mirror_padded_and_flipped(photo_folder: tuple[Path, dict[str, np.ndarray]], tmp_path: Path) -> None:
+def test_small_images_are_mirror_padded_flipped_and_transposed(photo_folder: tuple[Path, dict[str, np.ndarray]], tmp_path: Path) -> None:
     tiny = photo_folder[1]["tiny.png"]  # 20 x 27, below the 32 x 32 crop on both sides
     src = tmp_path / "src"
     src.mkdir()
@@ -239,12 +239,21 @@ def test_small_images_are_mirror_padded_and_flipped(photo_folder: tuple[Path, di
     write_shards(src, tmp_path / "out", val_fraction=0)
     padded = np.pad(tiny, ((6, 6), (2, 3), (0, 0)), mode="reflect")  # centred up to 32 x 32: the whole crop
     expected = torch.from_numpy(padded).permute(2, 0, 1).float() / 255
-    flipped = expected.flip(-1)
+    variants = [v for f in (expected, expected.flip(-1)) for g in (f, f.flip(-2)) for v in (g, g.transpose(-1, -2))]  # the 8 symmetries
     samples = torch.cat(_first_batches(tmp_path / "out", seed=0, crop=32))
-    is_plain = [torch.equal(s, expected) for s in samples]
-    is_flipped = [torch.equal(s, flipped) for s in samples]
-    assert all(a or b for a, b in zip(is_plain, is_flipped))
-    assert any(is_plain) and any(is_flipped)
+    seen = [next(i for i, v in enumerate(variants) if torch.equal(s, v)) for s in samples]  # StopIteration: not a symmetry
+    assert len(set(seen)) >= 3
+
+
+def test_recolour_permutes_channels_and_scales_chroma_about_the_luma() -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    assert np.array_equal(recolour(rgb, [2, 0, 1], 1.0), rgb[..., [2, 0, 1]])
+    luma = np.floor(rgb.astype(np.float64) @ [0.299, 0.587, 0.114] + 0.5)
+    assert np.abs(recolour(rgb, [0, 1, 2], 0.0).astype(np.float64) - luma[..., None]).max() <= 1  # no chroma left
+    vivid = recolour(rgb, [0, 1, 2], 2.0).astype(np.float64)
+    unclipped = (vivid > 0) & (vivid < 255)
+    expected = luma[..., None] + 2 * (rgb - luma[..., None])
+    assert np.abs(vivid - expected)[unclipped].max() <= 1.5
 
 
 def test_val_yields_each_val_image_once_as_centre_crops(shard_dir: Path, photo_folder: tuple[Path, dict[str, np.ndarray]]) -> None:
@@ -294,9 +303,10 @@ def test_lightning_trainer_runs_the_epochs(shard_dir: Path) -> None:
 def test_sample_shards_are_built_once_then_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "cache"
     path = ensure_sample_shards(cache)
-    assert path == cache / "shards" / "samples-v2"
+    assert path == cache / "shards" / "samples-v3"
     index = read_index(path)
-    assert (index["train"]["count"], index["val"]["count"], index["skipped"]) == (5, 5, [])  # too few to hold out
+    assert (index["train"]["count"], index["val"]["count"], index["skipped"]) == (9, 1, [])  # split by source
+    assert [s["meta"]["name"] for s in _read_samples(path, index["val"]["shards"])] == ["matplotlib/grace_hopper"]
     mtimes = {p.name: p.stat().st_mtime_ns for p in path.iterdir()}
 
     monkeypatch.setenv("SANDWICH_CACHE", str(cache))
@@ -309,7 +319,7 @@ def test_sample_shards_are_built_once_then_reused(tmp_path: Path, monkeypatch: p
         shard.write(b"\0" * 512)  # a changed shard: its checksum no longer matches
     assert ensure_sample_shards(cache) == path
     assert read_index(path)["checksums"] == index["checksums"]  # rebuilt byte-identical
-    assert [p.name for p in path.parent.iterdir()] == ["samples-v2"]  # no stale or temp folders left
+    assert [p.name for p in path.parent.iterdir()] == ["samples-v3"]  # no stale or temp folders left
 
 
 def test_worker_processes_are_seeded_too(one_shard_dir: Path) -> None:

@@ -196,3 +196,15 @@ def test_index_html_escapes_text_and_links_images(tmp_path) -> None:
     assert "<JPEG>" not in page and "Sandwich &lt;JPEG&gt; report" in page
     assert '<img src="rd.png"' in page and '<img src="examples/grid.png"' in page
     assert "<th>BD-PSNR (dB)</th>" in page and "<td>+6.12</td>" in page
+
+
+def test_psnr_gap_range_finds_the_worst_rate_between_front_points():
+    """A test curve above the anchor on average but below it at one rate: the gap range shows the dip."""
+    from sandwich.evaluate.bd import psnr_gap_range
+
+    anchor_bpp, anchor_psnr = [0.1, 0.2, 0.4, 0.8], [28.0, 31.0, 34.0, 37.0]
+    test_bpp, test_psnr = [0.1, 0.3, 0.4, 0.8], [29.0, 31.5, 35.0, 38.0]  # the anchor at 0.3 bpp: 31 + 3*log(1.5)/log(2)
+    gap = psnr_gap_range(anchor_bpp, anchor_psnr, test_bpp, test_psnr)
+    assert gap["at_bpp_min"] == 0.3 and gap["min_gain_db"] == pytest.approx(31.5 - (31 + 3 * np.log(1.5) / np.log(2)))
+    assert gap["max_gain_db"] == pytest.approx(1.0)
+    assert psnr_gap_range([1, 2], [30, 33], [3, 4], [35, 36])["min_gain_db"] is None  # no common rate

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -50,14 +52,15 @@ def test_unet_unknown_preset():
         create_unet("huge", 3, 3)
 
 
-def test_processor_starts_as_its_bypass():
-    """s = 0 and a zero last MLP layer: the untrained processor is exactly its bypass (identity here)."""
+def test_processor_starts_as_its_bypass_and_its_unet_learns_from_step_one():
+    """Zero last layers: the untrained processor is exactly its bypass (identity here), yet the U-Net's last
+    layer gets a gradient at once (with the papers' s = 0 it would be scaled to nothing)."""
     x = torch.rand(2, 3, 33, 40)
     pre = Processor(3, 3, "identity", mlp=True, unet="u8_16")
     assert torch.equal(pre(x), x)
     loss = pre(x).square().sum()
     loss.backward()
-    assert pre.unet_scale.grad is not None and pre.unet_scale.grad.abs() > 0
+    assert pre.unet.head.weight.grad.abs().sum() > 0 and pre.mlp.layers[-1].weight.grad.abs().sum() > 0
 
 
 def test_processor_channel_mismatch_is_refused():
@@ -89,10 +92,67 @@ def test_texture_decoder_inverts_encoder(alpha):
 @pytest.mark.parametrize("name", ["coffee", "astronaut"])
 def test_texture_embedding_recovers_colour_without_codec(name):
     """Without a codec, colour comes back well above the gray image's PSNR (and above 27 dB)."""
-    rgb = torch.from_numpy(load_photo(name)[:203, :301]).permute(2, 0, 1)[None].float() / 255
+    rgb = torch.from_numpy(load_photo(f"skimage/{name}")[:203, :301]).permute(2, 0, 1)[None].float() / 255
     recon = TextureExtract(1.0)(TextureEmbed(1.0)(rgb)).clamp(0, 1)
     gray = rgb_to_ycc(rgb)[0].expand(-1, 3, -1, -1)
     psnr = lambda a: float(10 * torch.log10(1 / (a - rgb).square().mean()))  # noqa: E731
     assert recon.shape == rgb.shape
     assert psnr(recon) > 27
     assert psnr(recon) > psnr(gray) + 4
+
+
+@pytest.mark.parametrize("bypass", ["identity", "texture"])
+def test_conditioned_processor_starts_as_its_bypass_at_every_level(bypass):
+    """Level-conditioned branches also start at zero: the untrained processor is its bypass whatever the level."""
+    x = torch.rand(3, 3, 20, 24)
+    levels = torch.tensor([-3.0, 0.0, 1.5])
+    if bypass == "identity":
+        pre = Processor(3, 3, "identity", mlp=True, unet="u8_16", conditioned=True)
+        assert torch.equal(pre(x, levels), x)
+    else:
+        pre = Processor(3, 1, "texture_embed", unet="u8_16", alpha=1.5, alpha_trainable=True, conditioned=True)
+        assert torch.equal(pre(x, levels), TextureEmbed(1.5)(x))
+
+
+def test_texture_gain_is_affine_in_the_level_and_the_decoder_follows():
+    """alpha(l) = exp(log_alpha + slope * l): the embedding at level l equals a fixed embedding at that gain,
+    and the tied extractor reads the chroma back at the same gain."""
+    rgb = torch.rand(2, 3, 16, 20, dtype=torch.float64)
+    embed, extract = TextureEmbed(1.0, trainable=True).double(), TextureExtract(1.0, trainable=True).double()
+    extract.tie_to(embed)
+    with torch.no_grad():
+        embed.alpha_slope.fill_(0.5)
+    levels = torch.tensor([-2.0, 2.0], dtype=torch.float64)
+    gray = embed(rgb, levels)
+    for i, level in enumerate(levels.tolist()):
+        alpha = math.exp(0.5 * level)
+        torch.testing.assert_close(gray[i : i + 1], TextureEmbed(alpha).double()(rgb[i : i + 1]))
+        torch.testing.assert_close(extract(gray, levels)[i : i + 1], TextureExtract(alpha).double()(gray[i : i + 1]))
+
+
+def test_conditioned_processor_uses_the_level():
+    torch.manual_seed(0)
+    post = Processor(3, 3, "identity", mlp=True, unet="u8_16", conditioned=True)
+    for p in post.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    x = torch.rand(1, 3, 16, 16)
+    assert not torch.allclose(post(x, torch.tensor([-2.0])), post(x, torch.tensor([1.0])))
+    plain = Processor(3, 3, "identity", mlp=True, unet="u8_16")
+    for p in plain.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    assert torch.equal(plain(x, torch.tensor([-2.0])), plain(x, torch.tensor([1.0])))  # unconditioned: level ignored
+
+
+def test_step_scaled_corrections_are_proportional_to_the_quantiser_step():
+    """step_scaled multiplies the learned corrections by 2**level (the step relative to IJG q50's)."""
+    torch.manual_seed(1)
+    plain = Processor(3, 3, "identity", mlp=True, unet="u8_16", conditioned=True)
+    for p in plain.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    scaled = Processor(3, 3, "identity", mlp=True, unet="u8_16", conditioned=True, step_scaled=True)
+    scaled.load_state_dict(plain.state_dict())
+    x, levels = torch.rand(2, 3, 16, 16), torch.tensor([-3.0, 1.5])
+    correction = plain(x, levels) - x
+    torch.testing.assert_close(scaled(x, levels) - x, correction * torch.exp2(levels)[:, None, None, None])
+    with pytest.raises(InputError, match="step_scaled needs conditioned"):
+        Processor(3, 3, "identity", mlp=True, step_scaled=True)

@@ -13,24 +13,28 @@ from sandwich.codecs.jpeg_proxy import JpegProxy
 from sandwich.codecs.rate import fit as rate_fit
 from sandwich.codecs.rate.he_mitra import HeMitraRate
 from sandwich.codecs.rate.linear import PARAMS_PATH, LinearJpegRate
-from sandwich.data.samples import FIT_PHOTOS, HELD_OUT_PHOTOS, load_photos
+from sandwich.data.images import defocus
+from sandwich.data.samples import RATE_FIT_PHOTOS, RATE_HELD_OUT_PHOTOS, load_photos, source_of
 
 SETTINGS = [dict(quality=q) for q in (10, 20, 30, 50, 70, 90, 95)] + [dict(flat_step=s) for s in (3, 8, 20, 50)]
 
 
-def test_fit_and_held_out_photos_are_disjoint() -> None:
-    assert not set(FIT_PHOTOS) & set(HELD_OUT_PHOTOS)
-    assert json.loads(PARAMS_PATH.read_text())["fit_photos"] == list(FIT_PHOTOS)
+def test_fit_and_held_out_photos_are_disjoint_sources() -> None:
+    assert not {source_of(p) for p in RATE_FIT_PHOTOS} & {source_of(p) for p in RATE_HELD_OUT_PHOTOS}
+    assert json.loads(PARAMS_PATH.read_text())["fit_photos"] == list(RATE_FIT_PHOTOS)
 
 
+@pytest.mark.parametrize("defocused", [False, True], ids=["sharp", "defocused"])
 @pytest.mark.parametrize("subsampling", ["444", "420", "400"])
-def test_calibration_free_model_on_held_out_photos(subsampling: str) -> None:
-    """Median |relative error| <= 5% over IJG qualities and flat steps (the issue's goal)."""
+def test_calibration_free_model_on_held_out_source(subsampling: str, defocused: bool) -> None:
+    """Median |relative error| <= 5% over IJG qualities and flat steps on SPORCO's photos, a source the
+    fit never saw, as they are and defocused (smooth content, where a model without the run-length
+    statistic over-estimates by 8-11%)."""
     model = LinearJpegRate()
-    photos = load_photos(("coffee", "rocket", "coins", "gravel"))
     errors = []
-    for rgb in photos.values():
-        rgb = rgb[:256, :320]  # keep the test quick; sides still not multiples of 16 after luma
+    for rgb in load_photos(RATE_HELD_OUT_PHOTOS[:3]).values():
+        rgb = rgb[100:356, 200:520]  # keep the test quick; sides still not multiples of 16 after luma
+        rgb = defocus(rgb, 4.0) if defocused else rgb
         for setting in SETTINGS:
             pair = code_pair(rgb, subsampling, *tables_for(**setting))
             estimate = float(model(pair.proxy.planes)[0])
@@ -53,7 +57,7 @@ def test_he_mitra_is_exact_at_the_operating_point_and_differentiable(photo_crop)
 
 def test_rate_gradient_lowers_the_rate() -> None:
     """A small step against the rate gradient (w.r.t. the steps) lowers the real JPEG size."""
-    rgb = load_photos(("rocket",))["rocket"][:128, :128]
+    rgb = load_photos(("skimage/rocket",))["skimage/rocket"][:128, :128]
     x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
     proxy = JpegProxy("444", flat_step=8, trainable=True)
     LinearJpegRate()(proxy(x).planes).sum().backward()

@@ -29,7 +29,7 @@ def tiny_config(tmp_path: Path, experiment: str, *extra: str) -> dict:
 def photo(name: str, h: int, w: int) -> torch.Tensor:
     from sandwich.data.samples import load_photo
 
-    return torch.from_numpy(load_photo(name)[:h, :w].copy()).permute(2, 0, 1)[None].float() / 255
+    return torch.from_numpy(load_photo(f"skimage/{name}")[:h, :w].copy()).permute(2, 0, 1)[None].float() / 255
 
 
 @pytest.mark.parametrize("experiment", group_options("experiment"))
@@ -85,6 +85,8 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
     config = tiny_config(tmp_path, "rgb_jpeg420", "trainer.max_steps=2", "checkpoint_every=1")
     last = train(config)
     assert torch.load(last, weights_only=False)["global_step"] == 2
+    best = torch.load(last.with_name("best.ckpt"), weights_only=False)  # the epoch's validation selected it
+    assert best["global_step"] == 2 and "val/loss" in str(best["callbacks"])
     config["trainer"]["max_steps"] = 4
     last = train(config)
     assert torch.load(last, weights_only=False)["global_step"] == 4
@@ -100,8 +102,8 @@ def image_folder(tmp_path_factory) -> Path:
     from sandwich.data.samples import load_photo
 
     folder = tmp_path_factory.mktemp("images")
-    Image.fromarray(load_photo("coffee")[:70, :93]).save(folder / "coffee.png")
-    Image.fromarray(load_photo("rocket")[50:131, 100:161]).save(folder / "rocket.jpg", quality=95)
+    Image.fromarray(load_photo("skimage/coffee")[:70, :93]).save(folder / "coffee.png")
+    Image.fromarray(load_photo("skimage/rocket")[50:131, 100:161]).save(folder / "rocket.jpg", quality=95)
     return folder
 
 
@@ -124,7 +126,7 @@ def test_eval_writes_compressai_results_with_baselines_and_bd(gray_checkpoint, i
     for path in sorted(image_folder.iterdir()):
         x = torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy()).permute(2, 0, 1)[None].float() / 255
         with torch.no_grad():
-            encoded = module.codec.real.encode(to_uint8(module.pre(x)[0]), 20)
+            encoded = module.codec.real.encode(to_uint8(module.pre(x, torch.tensor([module.codec.real_level(20)]))[0]), 20)
         bpp.append(encoded.payload_bits / (x.shape[-2] * x.shape[-1]))
     assert report["results"]["bpp"][0] == pytest.approx(np.mean(bpp), rel=1e-6)  # float32 division
 
@@ -158,3 +160,13 @@ def test_train_refuses_bad_config(capsys, tmp_path):
     _refused(capsys, ["train", "experiment=nope"], "experiment/nope")
     _refused(capsys, ["train", "lmbda=-1"], "lmbda")
     _refused(capsys, ["train", "typo_key=1"], "typo_key")
+
+
+def test_eval_on_an_embedded_source(gray_checkpoint, tmp_path):
+    """``--samples matplotlib``: the validation source's photo, never trained on, instead of a folder."""
+    out = tmp_path / "report"
+    assert main(["eval", "--ckpt", str(gray_checkpoint), "--samples", "matplotlib", "--out", str(out), "--qualities", "20", "50", "80", "95"]) == 0
+    report = json.loads((out / "results.json").read_text())
+    assert report["images"] == ["matplotlib/grace_hopper"]
+    gap = report["bd"]["texture_embedding"]["psnr_gap"]
+    assert gap["min_gain_db"] is None or gap["min_gain_db"] <= gap["max_gain_db"]

@@ -2,8 +2,9 @@
 
 Usage: ``sandwich train experiment=gray_jpeg [key=value ...]`` (Hydra override syntax). The run folder
 (``out_dir``) gets ``config.yaml`` (the resolved configuration), ``checkpoints/last.ckpt`` (updated every
-``checkpoint_every`` steps and on interrupt), the logger's files and validation images. Running the same
-command again resumes from ``last.ckpt`` (``resume=false`` starts over).
+``checkpoint_every`` steps and on interrupt), ``checkpoints/best.ckpt`` (the lowest ``val/loss`` of any
+validation: real codec on the validation photos), the logger's files and validation images. Running the
+same command again resumes from ``last.ckpt`` (``resume=false`` starts over).
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ def _check(config: dict[str, Any]) -> None:
     for key in ("crop", "batch_size", "batches_per_epoch", "val_crop"):
         if data[key] < 1:
             raise InputError(f"config: data.{key}={data[key]} must be >= 1")
+    qualities = config["val_qualities"]
+    if not qualities or not all(isinstance(q, int) and 1 <= q <= 100 for q in qualities):
+        raise InputError(f"config: val_qualities={qualities} must be a non-empty list of qualities 1..100")
     if config["checkpoint_every"] < 1:
         raise InputError(f"config: checkpoint_every={config['checkpoint_every']} must be >= 1")
 
@@ -77,6 +81,7 @@ def build(config: dict[str, Any]) -> tuple[SandwichModule, ShardDataModule, L.Tr
     checkpoints = out_dir / "checkpoints"
     callbacks = [
         ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0, every_n_train_steps=config["checkpoint_every"]),
+        ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val/loss", mode="min", save_top_k=1, enable_version_counter=False),
         CheckpointOnInterrupt(checkpoints / "last.ckpt"),
     ]
     try:
@@ -86,6 +91,12 @@ def build(config: dict[str, Any]) -> tuple[SandwichModule, ShardDataModule, L.Tr
     except (MisconfigurationException, TypeError, ValueError) as exc:
         raise InputError(f"trainer: {exc}") from None
     return module, data, trainer
+
+
+def best_checkpoint(last: Path) -> Path:
+    """``best.ckpt`` beside ``last`` when a validation wrote one, else ``last``."""
+    best = last.with_name("best.ckpt")
+    return best if best.is_file() else last
 
 
 def train(config: dict[str, Any]) -> Path:
@@ -112,7 +123,7 @@ def quiet_lightning() -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``sandwich train``; the epilog lists every config group's options."""
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides, e.g. experiment=gray_jpeg lmbda=300")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides, e.g. experiment=gray_jpeg lmbda=12")
     parser.epilog = "config groups (conf/):\n" + "\n".join(f"  {g}: {', '.join(group_options(g))}" for g in GROUPS)
 
 

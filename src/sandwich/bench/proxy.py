@@ -1,15 +1,18 @@
 """``sandwich bench proxy``: the JPEG proxy against real libjpeg-turbo, and its speed against kornia.
 
-For every image (default: the held-out sample photos, which the rate model was not fitted on) and
-quality 10, 20, ..., 90, 95 it codes the image with libjpeg-turbo and with the proxy using the same
-IJG tables and reports, per quality (means over images):
+For every image and quality 10, 20, ..., 90, 95 it codes the image with libjpeg-turbo and with the proxy
+using the same IJG tables. The default images are every sample photo source, each marked as in or out
+of the rate model's fit set: scikit-image and matplotlib (fitted on), SPORCO (held out), and SPORCO
+defocused (held out; smooth content like shallow-depth-of-field photos). It reports, per quality (means
+over images):
 
 * ``real_bpp`` / ``proxy_bpp``: libjpeg payload bits and the calibration-free rate model's estimate,
   per source pixel;
 * ``psnr_real_db`` / ``psnr_proxy_db``: each decode against the source (8-bit scale);
 * ``recon_psnr_vs_real_db``: the proxy's reconstruction against libjpeg's decode.
 
-The summary adds the median |relative error| of the rate model over all (image, quality) pairs, the
+The summary adds the median |relative error| of the rate model over all (image, quality) pairs and per
+photo source (``rate_by_source``; the goal is <= 5% on every source outside the fit set), the
 worst quality point of ``recon_psnr_vs_real_db``, and forward+backward throughput of the proxy with
 its rate model on a 16x3x256x256 batch (16x1x256x256 for 4:0:0), beside kornia's differentiable JPEG
 (RGB 4:2:0 only, the same RGB batch) measured in the same run, the two timed alternately (medians of 7)
@@ -32,8 +35,9 @@ from sandwich.bench.timing import interleaved_medians, print_table, write_json
 from sandwich.codecs.jpeg_pair import code_pair, tables_for
 from sandwich.codecs.jpeg_proxy import JpegProxy
 from sandwich.codecs.rate.linear import LinearJpegRate
-from sandwich.data.images import list_images, read_rgb8
-from sandwich.data.samples import HELD_OUT_PHOTOS, load_photos
+from sandwich.codecs.rate.fit import DEFOCUS_SIGMAS
+from sandwich.data.images import defocus, list_images, read_rgb8
+from sandwich.data.samples import RATE_FIT_PHOTOS, RATE_HELD_OUT_PHOTOS, load_photos, source_of
 from sandwich.errors import InputError
 from sandwich.metrics.psnr import psnr_db
 
@@ -50,19 +54,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for the speed test (default: torch's)")
 
 
+DEFOCUSED = "~defocused"
+
+
 def _load_images(folder: Path | None) -> dict[str, np.ndarray]:
+    """``{name: (H, W, 3) uint8}``: the folder's images (named ``images/FILE``), or every sample source
+    with SPORCO's photos also defocused (``sporco~defocused/NAME``) at the strongest fit blur."""
     if folder is None:
-        return load_photos(HELD_OUT_PHOTOS)
-    return {path.name: read_rgb8(path) for path in list_images(folder)}
+        held_out = load_photos(RATE_HELD_OUT_PHOTOS)
+        defocused = {f"{source_of(name)}{DEFOCUSED}/{name.split('/')[1]}": defocus(rgb, max(DEFOCUS_SIGMAS)) for name, rgb in held_out.items()}
+        return load_photos(RATE_FIT_PHOTOS) | held_out | defocused
+    return {f"images/{path.name}": read_rgb8(path) for path in list_images(folder)}
 
 
-def measure_rd(images: dict[str, np.ndarray], subsampling: str) -> tuple[list[dict], list[float], list[float]]:
-    """Per-quality points, every (image, quality) rate error, and every per-image recon PSNR."""
+def rate_by_source(names: list[str], errors: list[float]) -> dict[str, dict]:
+    """Median and p90 |relative error| per photo source, and whether the source is in the rate model's fit set.
+
+    ``names[i]`` is the image of ``errors[i]``.
+    """
+    fitted = {source_of(name) for name in RATE_FIT_PHOTOS}
+    groups: dict[str, list[float]] = {}
+    for name, error in zip(names, errors, strict=True):
+        groups.setdefault(source_of(name), []).append(error)
+    return {
+        source: {
+            "in_fit_set": source in fitted,
+            "median_abs_rel_err": float(np.median(values)),
+            "p90_abs_rel_err": float(np.quantile(values, 0.9)),
+            "codings": len(values),
+        }
+        for source, values in groups.items()
+    }
+
+
+def measure_rd(images: dict[str, np.ndarray], subsampling: str) -> tuple[list[dict], list[tuple[str, float]], list[float]]:
+    """Per-quality points, every (image name, rate error) pair, and every per-image recon PSNR."""
     rate_model = LinearJpegRate()
     points, rate_errors, recon_all = [], [], []
     for quality in tqdm(QUALITIES, desc=f"jpeg {subsampling} real vs proxy", unit="quality"):
         acc = {k: [] for k in ("real_bpp", "proxy_bpp", "psnr_real_db", "psnr_proxy_db", "recon_psnr_vs_real_db")}
-        for rgb in images.values():
+        for name, rgb in images.items():
             pair = code_pair(rgb, subsampling, *tables_for(quality=quality))
             pixels = rgb.shape[0] * rgb.shape[1]
             with torch.no_grad():
@@ -73,7 +104,7 @@ def measure_rd(images: dict[str, np.ndarray], subsampling: str) -> tuple[list[di
             acc["psnr_real_db"].append(psnr_db(pair.real_decoded, pair.source))
             acc["psnr_proxy_db"].append(psnr_db(proxy_decoded, pair.source))
             acc["recon_psnr_vs_real_db"].append(psnr_db(proxy_decoded, pair.real_decoded))
-            rate_errors.append(abs(proxy_bits - pair.real_bits) / pair.real_bits)
+            rate_errors.append((name, abs(proxy_bits - pair.real_bits) / pair.real_bits))
         recon_all.extend(acc["recon_psnr_vs_real_db"])
         points.append({"quality": quality, **{k: float(np.mean(v)) for k, v in acc.items()}})
     return points, rate_errors, recon_all
@@ -122,7 +153,9 @@ def run(args: argparse.Namespace) -> dict:
             raise InputError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     images = _load_images(args.images)
-    points, rate_errors, recon_all = measure_rd(images, args.subsampling)
+    points, named_errors, recon_all = measure_rd(images, args.subsampling)
+    rate_errors = [error for _, error in named_errors]
+    by_source = rate_by_source([name for name, _ in named_errors], rate_errors)
     summary = {
         "rate_median_abs_rel_err": float(np.median(rate_errors)),
         "rate_p90_abs_rel_err": float(np.quantile(rate_errors, 0.9)),
@@ -139,6 +172,7 @@ def run(args: argparse.Namespace) -> dict:
         "speed_input": f"{SPEED_SHAPE[0]}x{1 if args.subsampling == '400' else 3}x{SPEED_SHAPE[1]}x{SPEED_SHAPE[2]}",
         "torch_threads": torch.get_num_threads(),
         "points": points,
+        "rate_by_source": by_source,
         "summary": summary,
     }
     print_table(
@@ -151,6 +185,11 @@ def run(args: argparse.Namespace) -> dict:
             ("psnr_proxy_db", "psnr_proxy", ".2f"),
             ("recon_psnr_vs_real_db", "proxy_vs_real", ".2f"),
         ],
+    )
+    print_table(
+        [{"source": source, "fit": "fitted" if v["in_fit_set"] else "held out", **v} for source, v in by_source.items()],
+        [("source", "source", "s"), ("fit", "fit set", "s"), ("median_abs_rel_err", "rate median |err|", ".3f"),
+         ("p90_abs_rel_err", "p90", ".3f"), ("codings", "codings", "d")],
     )
     for key, value in summary.items():
         print(f"{key:36s} {value:.4f}")

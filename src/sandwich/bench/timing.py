@@ -52,7 +52,7 @@ def write_json(path: Path | None, report: dict) -> None:
 
 def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
     """Print ``rows`` as a fixed-width table; ``columns`` are (key, header, format spec)."""
-    widths = [max(len(header), 8) for _, header, _ in columns]
+    widths = [max([len(header), 8] + [len(format(row[k], f)) for row in rows]) for k, header, f in columns]
     print("  ".join(h.rjust(w) for (_, h, _), w in zip(columns, widths)))
     for row in rows:
         print("  ".join(format(row[k], f).rjust(w) for (k, _, f), w in zip(columns, widths)))

@@ -3,6 +3,13 @@
 Both sides take and return bottleneck images on the [0, 1] scale (``(N, C, H, W)`` float32) and give
 bits per image. The proxy's bits come from the calibration-free rate model (a differentiable estimate);
 the real codec's bits are its payload bytes × 8 (what a decoder needs; see :mod:`sandwich.codecs.real`).
+
+**Level**: how coarse the quantiser is, in octaves: ``level = log2(mean luma step / mean luma step of IJG
+quality 50)``: q10 is +1.77, q30 +0.73, q50 0, q70 -0.74, q90 -2.33, q95 -3.32. The encoder chooses it
+and the decoder can read it off the quantisation tables in the bitstream, so level-conditioned
+processors (:mod:`sandwich.nets.processor`) cost no bits. In training each image draws its level
+uniformly from ``level_range`` and the proxy codes it with the base steps rescaled to that level, so one
+model learns the whole quality sweep that evaluation runs.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from sandwich.codecs.jpeg_proxy import JpegProxy, jpeg_proxy
+from sandwich.codecs.jpeg_tables import ijg_tables
 from sandwich.codecs.rate.linear import LinearJpegRate
 from sandwich.codecs.real.jpeg import JpegCodec
 from sandwich.errors import InputError
@@ -29,6 +37,14 @@ def from_uint8(image: np.ndarray) -> Tensor:
     return torch.from_numpy(np.array(array.transpose(2, 0, 1))).float() / 255
 
 
+REFERENCE_LUMA_STEP = float(ijg_tables(50)[0].mean())  # mean luma step of IJG quality 50: level 0
+
+
+def level_of(luma_step: Tensor | np.ndarray) -> float:
+    """The level (octaves, see the module doc) of a luma step table ``(8, 8)`` or flat step ``()``."""
+    return float(np.log2(float(np.asarray(luma_step, dtype=np.float64).mean()) / REFERENCE_LUMA_STEP))
+
+
 class JpegStage(nn.Module):
     """JPEG as the codec of a sandwich (libjpeg-turbo when real, :class:`JpegProxy` when training).
 
@@ -38,9 +54,9 @@ class JpegStage(nn.Module):
         flat_step: a flat initial step Δ (trained as one scalar per table); exactly one of the two.
         trainable: learn the steps with the networks.
         quantizer: ``"ste"`` or ``"noise"`` for the proxy's coefficients.
-        step_jitter: in training, each image's steps are the learned steps times ``2**u``,
-            ``u ~ U(-step_jitter, step_jitter)`` (octaves), so the networks learn to work over the range
-            of qualities the evaluation sweeps (IJG q20..q90 spans about ±2 octaves around q50). 0: off.
+        level_range: ``(low, high)`` octaves: in training each image draws its level uniformly from this
+            range and is coded at the base steps rescaled to it (module doc); ``low == high`` trains at
+            one level. The default covers IJG q95 (-3.32) to q10 (+1.77), the evaluation sweep.
         kernels: block-codec kernels for the proxy: ``"auto"`` (Triton on CUDA, torch on CPU),
             ``"reference"`` (torch everywhere), ``"compiled"`` (torch.compile of the torch kernel), ...
             (:mod:`sandwich.codecs.kernels.ops`); None: ``$SANDWICH_KERNELS``, else ``"auto"``.
@@ -59,33 +75,49 @@ class JpegStage(nn.Module):
         flat_step: float | None = None,
         trainable: bool = True,
         quantizer: str = "ste",
-        step_jitter: float = 0.0,
+        level_range: tuple[float, float] = (-3.5, 2.0),
         kernels: str | None = None,
     ) -> None:
         super().__init__()
-        if step_jitter < 0:
-            raise InputError(f"jpeg stage: step_jitter={step_jitter} must be >= 0")
-        self.step_jitter = step_jitter
+        low, high = (float(v) for v in level_range)
+        if not low <= high:
+            raise InputError(f"jpeg stage: level_range={list(level_range)} needs low <= high")
+        self.level_range = (low, high)
         self.kernels = kernels
         self.proxy = JpegProxy(subsampling, quality=quality, flat_step=flat_step, trainable=trainable, quantizer=quantizer)
         self.rate = LinearJpegRate()
         self.real = JpegCodec(subsampling)
         self.channels = 1 if subsampling == "400" else 3
 
-    def forward(self, bottleneck: Tensor) -> tuple[Tensor, Tensor]:
-        """Proxy coding: ``(N, C, H, W)`` on [0, 1] -> (decoded ``(N, C, H, W)`` on [0, 1], bits ``(N,)``)."""
+    def base_level(self) -> float:
+        """The level of the proxy's (learned) steps."""
+        return level_of(self.proxy.steps()[0].detach().cpu())
+
+    def sample_levels(self, n: int, device: torch.device | str = "cpu") -> Tensor:
+        """Levels ``(n,)`` for a batch: uniform over ``level_range`` in training, the base level otherwise."""
+        if not self.training:
+            return torch.full((n,), self.base_level(), device=device)
+        low, high = self.level_range
+        return low + (high - low) * torch.rand(n, device=device)
+
+    def real_level(self, quality: int | None = None) -> float:
+        """The level the real codec codes at: of IJG ``quality``'s tables, or of :meth:`learned_tables` (None)."""
+        return level_of(self.learned_tables()[0] if quality is None else ijg_tables(quality)[0])
+
+    def forward(self, bottleneck: Tensor, level: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Proxy coding: ``(N, C, H, W)`` on [0, 1] at levels ``(N,)`` (None: the base steps as they are)
+        -> (decoded ``(N, C, H, W)`` on [0, 1], bits ``(N,)``)."""
         self.check(bottleneck)
         luma, chroma = self.proxy.steps()
-        if self.training and self.step_jitter > 0:
-            u = torch.rand(bottleneck.shape[0], device=bottleneck.device) * 2 - 1
-            scale = torch.exp2(u * self.step_jitter)  # (N,): flat steps become (N,), tables (N, 8, 8)
+        if level is not None:
+            scale = torch.exp2(level.to(luma) - self.base_level())  # (N,): flat steps become (N,), tables (N, 8, 8)
             luma, chroma = (s * scale if s.dim() == 0 else s * scale[:, None, None] for s in (luma, chroma))
         out = jpeg_proxy(bottleneck * 255, luma, chroma, self.proxy.subsampling, self.proxy.quantizer, self.kernels)
         return out.recon / 255, self.rate(out.planes)
 
     def learned_tables(self) -> tuple[np.ndarray, np.ndarray]:
         """The proxy's current (luma, chroma) steps as ``(8, 8)`` integer JPEG tables (1..255)."""
-        luma, chroma = (torch.broadcast_to(s.detach(), (8, 8)).round().clamp(1, 255).to(torch.int64).numpy() for s in self.proxy.steps())
+        luma, chroma = (torch.broadcast_to(s.detach().cpu(), (8, 8)).round().clamp(1, 255).to(torch.int64).numpy() for s in self.proxy.steps())
         return luma, chroma
 
     @torch.no_grad()

@@ -2,8 +2,11 @@
 
 Values: every tensor is float32 RGB in [0, 1] (the 8-bit value divided by 255; the bit depth is 8).
 
-* train: ``(batch_size, 3, crop, crop)`` random crops with random horizontal flips, drawn from an
+* train: ``(batch_size, 3, crop, crop)`` random crops with random flips and transposes, drawn from an
   endless stream that resamples train shards with replacement and mixes samples in a shuffle buffer.
+  With ``colour_augment`` each crop also gets a random order of its RGB channels and a random
+  saturation gain (chroma scaled by ``2**U(-1, 1)`` about the luma, clipped): a handful of training
+  photos then spans hues and saturations that users' photos have and the training photos lack.
   An image smaller than ``crop`` on a side is first extended by mirror reflection (``numpy.pad``
   ``"reflect"``) to ``crop`` on that side; reflection keeps the image's own pixels and sharpness,
   where upscaling would show the codec softer, interpolated content.
@@ -57,6 +60,8 @@ class ShardDataModule(lightning.LightningDataModule):
         val_crop: largest side of the val centre crops, pixels.
         seed: seed of shard sampling, shuffling, crops and flips.
         shuffle_buffer: samples mixed in the train shuffle buffer.
+        crops_per_image: random crops cut from each decoded image.
+        colour_augment: random channel order and saturation per train crop (module doc).
 
     Example:
         >>> data = ShardDataModule(crop=64, batch_size=4, batches_per_epoch=2)
@@ -76,6 +81,7 @@ class ShardDataModule(lightning.LightningDataModule):
         seed: int = 0,
         shuffle_buffer: int = 64,
         crops_per_image: int = 1,
+        colour_augment: bool = False,
     ) -> None:
         super().__init__()
         for name, value, low in (
@@ -98,6 +104,7 @@ class ShardDataModule(lightning.LightningDataModule):
         self.seed = seed
         self.shuffle_buffer = shuffle_buffer
         self.crops_per_image = crops_per_image
+        self.colour_augment = colour_augment
         self.shard_dir: Path | None = None
         self.index: dict | None = None
 
@@ -115,7 +122,7 @@ class ShardDataModule(lightning.LightningDataModule):
         dataset = wds.DataPipeline(
             wds.ResampledShards(self._urls("train"), seed=self.seed, deterministic=True),
             wds.tarfile_to_samples(),
-            _RandomCrops(self.crop, self.shuffle_buffer, self.seed, self.crops_per_image),
+            _RandomCrops(self.crop, self.shuffle_buffer, self.seed, self.crops_per_image, self.colour_augment),
             wds.batched(self.batch_size, collation_fn=torch.stack, partial=False),
         )
         loader = wds.WebLoader(dataset, batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
@@ -141,7 +148,8 @@ class ShardDataModule(lightning.LightningDataModule):
 
 
 class _RandomCrops:
-    """Pipeline stage: samples -> shuffle buffer -> ``(3, crop, crop)`` float32 [0, 1] random crops, random h-flips.
+    """Pipeline stage: samples -> shuffle buffer -> ``(3, crop, crop)`` float32 [0, 1] random crops, random
+    flips and transposes (and with ``colour_augment`` random channel order and saturation).
 
     Each decoded image gives ``crops_per_image`` crops (decoding a PNG costs more than a training step's
     share of it on small datasets); the crops pass through a second shuffle buffer so that a batch mixes
@@ -149,8 +157,9 @@ class _RandomCrops:
     worker, epoch).
     """
 
-    def __init__(self, crop: int, buffer: int, seed: int, crops_per_image: int = 1) -> None:
+    def __init__(self, crop: int, buffer: int, seed: int, crops_per_image: int = 1, colour_augment: bool = False) -> None:
         self.crop = crop
+        self.colour_augment = colour_augment
         self.buffer = buffer
         self.seed = seed
         self.crops_per_image = crops_per_image
@@ -174,7 +183,21 @@ class _RandomCrops:
                 patch = rgb[top : top + self.crop, left : left + self.crop]
                 if rng.random() < 0.5:
                     patch = patch[:, ::-1]
+                if rng.random() < 0.5:
+                    patch = patch[::-1]
+                if rng.random() < 0.5:
+                    patch = patch.transpose(1, 0, 2)
+                if self.colour_augment:
+                    patch = recolour(patch, rng.sample(range(3), 3), 2 ** rng.uniform(-1, 1))
                 yield _to_tensor(patch)
+
+
+def recolour(rgb: np.ndarray, order: list[int], saturation: float) -> np.ndarray:
+    """``(H, W, 3)`` uint8 with its channels in ``order`` and its chroma scaled by ``saturation`` about the
+    JFIF luma (rounded, clipped to 0..255)."""
+    x = rgb[..., order].astype(np.float32)
+    y = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return np.clip(np.floor(y[..., None] + saturation * (x - y[..., None]) + 0.5), 0, 255).astype(np.uint8)
 
 
 def _decode_png(data: bytes) -> np.ndarray:

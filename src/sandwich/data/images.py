@@ -54,3 +54,11 @@ def centre_crop(image: np.ndarray, side: int) -> np.ndarray:
     h, w = min(side, image.shape[0]), min(side, image.shape[1])
     top, left = (image.shape[0] - h) // 2, (image.shape[1] - w) // 2
     return image[top : top + h, left : left + w]
+
+
+def defocus(rgb: np.ndarray, sigma: float) -> np.ndarray:
+    """``(H, W, 3)`` uint8 blurred by a Gaussian of ``sigma`` pixels per side (rounded, uint8): a stand-in for
+    the defocused backgrounds and smooth gradients of shallow-depth-of-field photos."""
+    from scipy.ndimage import gaussian_filter
+
+    return np.clip(np.floor(gaussian_filter(rgb.astype(np.float64), (sigma, sigma, 0)) + 0.5), 0, 255).astype(np.uint8)

@@ -39,13 +39,13 @@ from PIL import Image
 
 from sandwich.bench.timing import write_json
 from sandwich.data.images import list_images, read_rgb8
-from sandwich.data.samples import COLOR_FIT_PHOTOS, load_photos
+from sandwich.data.samples import COLOR_TRAIN_PHOTOS, COLOR_VAL_PHOTOS, load_photos
 from sandwich.errors import InputError
 
 FORMAT = "sandwich-shards-v1"
 INDEX_NAME = "index.json"
 SPLITS = ("train", "val")
-SAMPLE_SHARDS_NAME = "samples-v2"
+SAMPLE_SHARDS_NAME = "samples-v3"
 DEFAULT_CACHE = "~/.cache/sandwich"
 
 # (name, label, load): ``name`` goes into the index, ``label`` (a file's path) prefixes messages, and
@@ -85,19 +85,22 @@ def write_array_shards(
     seed: int = 0,
     source: str = "arrays",
     validate_on_train: bool = False,
+    val_names: frozenset[str] = frozenset(),
 ) -> dict:
     """Like :func:`write_shards`, for images already in memory: ``{name: (H, W, 3) uint8 RGB}``.
 
     ``source`` is recorded in the index. An array that is not ``(H, W, 3)`` uint8 is skipped and
     reported like an unreadable file. ``validate_on_train``: every image goes to train *and* val
-    (``val_fraction`` is ignored), for sets too small to hold images out.
+    (``val_fraction`` is ignored), for sets too small to hold images out. ``val_names``: exactly these
+    images validate and the others train (``val_fraction`` is ignored), for a split by source.
     """
     _check_arguments(shard_size, val_fraction)
     _check_out_dir(Path(out_dir))
     if not images:
         raise InputError("no images to pack")
     sources = [(name, name, functools.partial(_checked_array, name, image)) for name, image in images.items()]
-    return _write(sources, Path(out_dir), shard_size, None if validate_on_train else val_fraction, seed, source=source)
+    split: float | None | frozenset[str] = val_names or (None if validate_on_train else val_fraction)
+    return _write(sources, Path(out_dir), shard_size, split, seed, source=source)
 
 
 def read_index(shard_dir: str | Path, verify: bool = True) -> dict:
@@ -135,13 +138,13 @@ def read_index(shard_dir: str | Path, verify: bool = True) -> dict:
 
 
 def ensure_sample_shards(cache_dir: Path | None = None) -> Path:
-    """The embedded default dataset as shards: the colour fit photos of scikit-image, packed on first use.
+    """The embedded default dataset as shards, split by source, packed on first use.
 
-    The photos in ``sandwich.data.samples.COLOR_FIT_PHOTOS`` (5) all train, and the same photos validate:
-    five photos are too few to hold one out, so validation here monitors the real codec on the training
-    photos; ``sandwich eval`` and ``sandwich demo`` measure on the held-out photos. They are written
-    once to ``cache_dir/shards/samples-v2`` (``cache_dir`` defaults to ``$SANDWICH_CACHE``, else ``~/.cache/sandwich``) and reused while the
-    index and checksums match; a missing or corrupt copy is rebuilt.
+    scikit-image's colour photos (``sandwich.data.samples.COLOR_TRAIN_PHOTOS``) train; matplotlib's photo
+    (``COLOR_VAL_PHOTOS``), of another source, validates (checkpoint selection); ``sandwich eval`` and
+    ``sandwich demo`` measure on SPORCO's photos, a third source. They are written once to
+    ``cache_dir/shards/samples-v3`` (``cache_dir`` defaults to ``$SANDWICH_CACHE``, else
+    ``~/.cache/sandwich``) and reused while the index and checksums match; a missing or corrupt copy is rebuilt.
 
     Safe when several processes (e.g. DDP ranks) call it at once: each builds in its own temp folder
     and publishes by an atomic rename; a process that loses the race uses the winner's copy (the shards
@@ -161,10 +164,10 @@ def ensure_sample_shards(cache_dir: Path | None = None) -> Path:
         _discard(target)
     try:
         write_array_shards(
-            load_photos(COLOR_FIT_PHOTOS),
+            load_photos(COLOR_TRAIN_PHOTOS + COLOR_VAL_PHOTOS),
             target,
-            validate_on_train=True,
-            source="scikit-image sample photos: " + ", ".join(COLOR_FIT_PHOTOS),
+            val_names=frozenset(COLOR_VAL_PHOTOS),
+            source="sample photos: train " + ", ".join(COLOR_TRAIN_PHOTOS) + "; val " + ", ".join(COLOR_VAL_PHOTOS),
         )
     except InputError:
         if not (target / INDEX_NAME).exists():
@@ -218,10 +221,13 @@ def _val_count(n: int, val_fraction: float) -> int:
     return min(max(round(val_fraction * n), 1), n - 1)
 
 
-def _write(sources: list[ImageSource], out_dir: Path, shard_size: int, val_fraction: float | None, seed: int, source: str) -> dict:
+def _write(
+    sources: list[ImageSource], out_dir: Path, shard_size: int, val_fraction: float | None | frozenset[str], seed: int, source: str
+) -> dict:
     """Read, split and pack ``sources`` in a temp folder next to ``out_dir``, then rename it into place.
 
-    ``val_fraction`` None: every image in both splits.
+    ``val_fraction``: a share of the images for val (seeded), None (every image in both splits), or the
+    names of the val images.
     """
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
@@ -239,7 +245,9 @@ def _write(sources: list[ImageSource], out_dir: Path, shard_size: int, val_fract
     return index
 
 
-def _pack(sources: list[ImageSource], folder: Path, shard_size: int, val_fraction: float | None, seed: int, source: str) -> dict:
+def _pack(
+    sources: list[ImageSource], folder: Path, shard_size: int, val_fraction: float | None | frozenset[str], seed: int, source: str
+) -> dict:
     """Write shards and index.json into ``folder``.
 
     Pass 1 decodes each image once and stages it as PNG bytes on disk (memory stays one image, however
@@ -268,6 +276,9 @@ def _pack(sources: list[ImageSource], folder: Path, shard_size: int, val_fractio
     random.Random(seed).shuffle(keys)
     if val_fraction is None:
         splits = {"train": keys, "val": sorted(keys)}
+    elif isinstance(val_fraction, frozenset):
+        val = {key for key in keys if records[key]["name"] in val_fraction}
+        splits = {"train": [key for key in keys if key not in val], "val": sorted(val)}
     else:
         n_val = _val_count(len(keys), val_fraction)
         splits = {"train": keys[n_val:], "val": sorted(keys[:n_val])}

@@ -145,6 +145,35 @@ def bd_metrics(
     return result
 
 
+def psnr_gap_range(
+    anchor_bpp: Sequence[float], anchor_psnr: Sequence[float], test_bpp: Sequence[float], test_psnr: Sequence[float]
+) -> dict:
+    """The smallest and largest PSNR gain (dB) of the test's Pareto front over the anchor's, at equal rate.
+
+    Both fronts are interpolated piecewise linearly in log10(bpp), and the gap ``test - anchor`` is taken
+    at every front point of either curve inside the rate range both cover (no extrapolation). A BD figure
+    is an average; this says whether the test is below the anchor *anywhere* (``min_gain_db < 0``).
+
+    Returns:
+        ``{"min_gain_db", "max_gain_db", "at_bpp_min", "at_bpp_max"}``, all None when the rate ranges do
+        not overlap.
+
+    Example:
+        >>> r = psnr_gap_range([0.1, 0.2, 0.4], [28, 31, 34], [0.1, 0.2, 0.4], [28.5, 31, 35])
+        >>> r["min_gain_db"], r["max_gain_db"], r["at_bpp_min"]
+        (0.0, 1.0, 0.2)
+    """
+    a_bpp, a_psnr = pareto_front(anchor_bpp, anchor_psnr)
+    t_bpp, t_psnr = pareto_front(test_bpp, test_psnr)
+    low, high = max(a_bpp[0], t_bpp[0]), min(a_bpp[-1], t_bpp[-1])
+    rates = np.array(sorted({r for r in [*a_bpp, *t_bpp] if low <= r <= high}))
+    if len(rates) == 0:
+        return {"min_gain_db": None, "max_gain_db": None, "at_bpp_min": None, "at_bpp_max": None}
+    gaps = np.interp(np.log10(rates), np.log10(t_bpp), t_psnr) - np.interp(np.log10(rates), np.log10(a_bpp), a_psnr)
+    lo, hi = int(np.argmin(gaps)), int(np.argmax(gaps))
+    return {"min_gain_db": float(gaps[lo]), "max_gain_db": float(gaps[hi]), "at_bpp_min": float(rates[lo]), "at_bpp_max": float(rates[hi])}
+
+
 def _check_curve(name: str, bpp: Sequence[float], psnr: Sequence[float]) -> None:
     """Raise :class:`InputError` unless ``bpp``/``psnr`` are equal-length, finite, >= 4 points, bpp > 0."""
     if len(bpp) != len(psnr):

@@ -1,6 +1,7 @@
 """``sandwich eval``: a trained sandwich and its configuration's baselines, through the real codec.
 
-For every image in a folder (any size), the trained pre-processor, the real codec at each quality and
+For every image in a folder (any size; or the embedded colour photos of one source, ``--samples``), the
+trained pre-processor (told the level of the quality, see :mod:`sandwich.codecs.stage`), the real codec at each quality and
 the post-processor; the same for every baseline of the scenario (a baseline with several variants, e.g.
 the texture embedding's gains, is merged into one curve by its Pareto front). Writes to OUTDIR:
 
@@ -27,7 +28,8 @@ import torch
 from tqdm import tqdm
 
 from sandwich.data.images import list_images, read_rgb8
-from sandwich.evaluate.bd import bd_metrics
+from sandwich.data.samples import COLOR_PHOTOS_BY_SOURCE, load_photos
+from sandwich.evaluate.bd import bd_metrics, psnr_gap_range
 from sandwich.evaluate.checkpoint import load_module
 from sandwich.evaluate.report import plot_rd, results_entry, save_examples, write_index_html
 from sandwich.evaluate.sweep import RdPoint, front, results, sweep
@@ -100,7 +102,7 @@ def evaluate(
         for name, points in fronts.items()
     }
     report["bd"] = {
-        name: bd_metrics([p.bpp for p in points], [p.psnr for p in points], [p.bpp for p in sandwich], [p.psnr for p in sandwich])
+        name: bd_metrics(*curve(points), *curve(sandwich)) | {"psnr_gap": psnr_gap_range(*curve(points), *curve(sandwich))}
         for name, points in fronts.items()
     }
     report["images"] = names
@@ -112,7 +114,8 @@ def evaluate(
         plot_rd(curves, tmp / "rd.png", f"{experiment} on {len(names)} images (real {codec_name})")
         save_examples(_example_rows(images, sandwich, fronts), tmp / "examples.png")
         table = [
-            {"vs baseline": name, "BD-PSNR (dB)": _fmt(bd["bd_psnr_db"]), "BD-rate (%)": _fmt(bd["bd_rate_percent"]), "note": bd["note"] or ""}
+            {"vs baseline": name, "BD-PSNR (dB)": _fmt(bd["bd_psnr_db"]), "BD-rate (%)": _fmt(bd["bd_rate_percent"]),
+             "PSNR gain, min..max (dB)": _gap(bd["psnr_gap"]), "note": bd["note"] or ""}
             for name, bd in report["bd"].items()
         ]
         write_index_html(
@@ -126,6 +129,11 @@ def evaluate(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return report
+
+
+def curve(points: list[RdPoint]) -> tuple[list[float], list[float]]:
+    """(bpp, PSNR) lists of ``points``."""
+    return [p.bpp for p in points], [p.psnr for p in points]
 
 
 def _fmt(value: float | None) -> str:
@@ -147,17 +155,29 @@ def read_images(folder: str | Path) -> dict[str, np.ndarray]:
     return {path.stem: read_rgb8(path) for path in list_images(folder)}
 
 
+def _gap(gap: dict) -> str:
+    if gap["min_gain_db"] is None:
+        return "n/a"
+    return f"{gap['min_gain_db']:+.2f} (at {gap['at_bpp_min']:.2f} bpp) .. {gap['max_gain_db']:+.2f} (at {gap['at_bpp_max']:.2f} bpp)"
+
+
 def print_bd(report: dict) -> None:
-    """One line per baseline with the BD figures (or why they are missing)."""
+    """One line per baseline with the BD figures (or why they are missing) and the range of the PSNR gain."""
     for name, bd in report["bd"].items():
-        line = f"  vs {name}: BD-PSNR {_fmt(bd['bd_psnr_db'])} dB, BD-rate {_fmt(bd['bd_rate_percent'])} %"
+        line = f"  vs {name}: BD-PSNR {_fmt(bd['bd_psnr_db'])} dB, BD-rate {_fmt(bd['bd_rate_percent'])} %, gain {_gap(bd['psnr_gap'])} dB"
         print(line + (f" ({bd['note']})" if bd["note"] else ""))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``sandwich eval``."""
     parser.add_argument("--ckpt", required=True, help="checkpoint written by `sandwich train` (e.g. runs/.../checkpoints/last.ckpt)")
-    parser.add_argument("--images", required=True, help="folder of 8-bit images (PNG, JPEG, ...; any size)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", help="folder of 8-bit images (PNG, JPEG, ...; any size)")
+    source.add_argument(
+        "--samples", choices=sorted(COLOR_PHOTOS_BY_SOURCE),
+        help="the embedded colour photos of one source instead of a folder: sporco (Kodak/Waterloo, never trained on), "
+        "matplotlib (the validation photo), skimage (the training photos)",
+    )
     parser.add_argument("--out", required=True, help="output folder for results.json, rd.png, examples.png, index.html")
     parser.add_argument("--qualities", type=int, nargs="+", help="codec qualities to sweep (default: the config's codec.qualities)")
 
@@ -165,7 +185,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     """``sandwich eval`` entry point."""
     module = load_module(args.ckpt)
-    images = read_images(args.images)
+    images = read_images(args.images) if args.images else load_photos(COLOR_PHOTOS_BY_SOURCE[args.samples])
     report = evaluate(module, images, Path(args.out), args.qualities)
     print(f"sandwich: wrote {args.out}/results.json, rd.png, examples.png, index.html")
     print_bd(report)

@@ -52,15 +52,18 @@ def sweep(
 ) -> list[RdPoint]:
     """Code every ``(1, 3, H, W)`` image on [0, 1] at each quality; one averaged :class:`RdPoint` per quality.
 
-    ``keep``: how many of the first images keep their bottleneck and output as examples.
+    The processors get the level of each quality (:meth:`~sandwich.codecs.stage.JpegStage.real_level`;
+    unconditioned ones ignore it). ``keep``: how many of the first images keep their bottleneck and
+    output as examples.
     """
-    bottlenecks = [pre(image) for image in images]
     points = []
     for quality in qualities:
+        level = torch.tensor([codec.real_level(quality)])
         bpp, psnr, ssim, examples = [], [], [], []
-        for i, (image, bottleneck) in enumerate(zip(images, bottlenecks, strict=True)):
+        for i, image in enumerate(images):
+            bottleneck = pre(image, level.to(image.device))
             decoded, bits = codec.code_real(bottleneck, quality)
-            recon = post(decoded).clamp(0, 1)
+            recon = post(decoded, level.to(image.device)).clamp(0, 1)
             bpp.append(float(bits[0]) / (image.shape[-2] * image.shape[-1]))
             psnr.append(float(psnr_255(mse_255(image, recon))[0]))
             if with_ms_ssim:

@@ -84,38 +84,43 @@ MAX_HEADROOM = 0.25
 
 
 class EmbeddingGain(nn.Module):
-    """The embedding's parameters, trainable or fixed: the gain ``alpha > 0`` (held as ``log(alpha)``) and
-    the headroom ``m`` in [0, 0.25].
+    """The embedding's parameters, trainable or fixed: the gain ``alpha > 0`` and the headroom ``m`` in
+    [0, 0.25], each an affine function of the codec's level (its step scale in octaves, see
+    :mod:`sandwich.codecs.stage`; the decoder reads it from the quantisation tables in the bitstream):
+    ``log alpha(l) = log_alpha + alpha_slope * l`` and ``m(l) = headroom_param + headroom_slope * l``.
 
     The headroom maps the gray image ``g`` to ``m + (1 - 2m) g`` (and back in the decoder), leaving room
     at both ends of the codec's range so that strong texture is not clipped; the classic method has
-    ``m = 0``, which is where training starts.
+    ``m = 0`` and a gain that does not depend on the level, which is where training starts (slopes 0).
     """
 
     def __init__(self, alpha: float = 1.0, trainable: bool = False) -> None:
         super().__init__()
-        for name, value in (("log_alpha", math.log(alpha)), ("headroom_param", 0.0)):
+        for name, value in (("log_alpha", math.log(alpha)), ("alpha_slope", 0.0), ("headroom_param", 0.0), ("headroom_slope", 0.0)):
             if trainable:
                 self.register_parameter(name, nn.Parameter(torch.tensor(value)))
             else:
                 self.register_buffer(name, torch.tensor(value))
 
-    @property
-    def alpha(self) -> Tensor:
-        """The gain as a 0-dim tensor."""
-        return self.log_alpha.exp()
+    @staticmethod
+    def _at(level: Tensor | None, ref: Tensor) -> Tensor:
+        """``level`` ``(N,)`` as ``(N, 1, 1, 1)`` (0 when None), on ``ref``'s device and dtype."""
+        return ref.new_zeros(()) if level is None else level.to(ref)[:, None, None, None]
 
-    @property
-    def headroom(self) -> Tensor:
-        """The headroom ``m`` as a 0-dim tensor: the parameter clipped to [0, 0.25], straight-through (a plain
+    def alpha(self, level: Tensor | None = None) -> Tensor:
+        """The gain: 0-dim for ``level`` None (level 0), else ``(N, 1, 1, 1)`` for levels ``(N,)``."""
+        return (self.log_alpha + self.alpha_slope * self._at(level, self.log_alpha)).exp()
+
+    def headroom(self, level: Tensor | None = None) -> Tensor:
+        """The headroom ``m`` (shaped as :meth:`alpha`): clipped to [0, 0.25] straight-through (a plain
         clamp has no gradient at the classic method's m = 0, where training starts)."""
-        m = self.headroom_param
+        m = self.headroom_param + self.headroom_slope * self._at(level, self.headroom_param)
         return m + (m.clamp(0, MAX_HEADROOM) - m).detach()
 
     def tie_to(self, other: EmbeddingGain) -> None:
         """Use ``other``'s parameters (the decoder then inverts exactly what the encoder did)."""
-        self.log_alpha = other.log_alpha
-        self.headroom_param = other.headroom_param
+        for name in ("log_alpha", "alpha_slope", "headroom_param", "headroom_slope"):
+            setattr(self, name, getattr(other, name))
 
 
 class TextureEmbed(EmbeddingGain):
@@ -130,13 +135,13 @@ class TextureEmbed(EmbeddingGain):
         torch.Size([1, 1, 17, 20])
     """
 
-    def forward(self, rgb: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, rgb: Tensor, level: Tensor | None = None) -> Tensor:  # noqa: D102
         h, w = rgb.shape[-2:]
         y, cb, cr = rgb_to_ycc(_pad_even(rgb))
         ll, _, _, hh = haar2(y)
-        alpha = self.alpha
+        alpha = self.alpha(level)
         gray = ihaar2(ll, alpha * F.avg_pool2d(cb, 2), alpha * F.avg_pool2d(cr, 2), hh)
-        m = self.headroom
+        m = self.headroom(level)
         return (m + (1 - 2 * m) * gray)[..., :h, :w]
 
 
@@ -154,11 +159,11 @@ def extract_planes(gray: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor, Tensor]
 class TextureExtract(EmbeddingGain):
     """Gray with embedded colour -> ``(N, 3, H, W)`` RGB on the [0, 1] scale (not clipped)."""
 
-    def forward(self, gray: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, gray: Tensor, level: Tensor | None = None) -> Tensor:  # noqa: D102
         h, w = gray.shape[-2:]
-        m = self.headroom
+        m = self.headroom(level)
         padded = _pad_even((gray - m) / (1 - 2 * m))
-        y, cb, cr = extract_planes(padded, self.alpha)
+        y, cb, cr = extract_planes(padded, self.alpha(level))
         size = padded.shape[-2:]
         cb, cr = (F.interpolate(c, size=size, mode="bilinear", align_corners=False) for c in (cb, cr))
         return ycc_to_rgb(y, cb, cr)[..., :h, :w]

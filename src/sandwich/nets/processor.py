@@ -1,12 +1,31 @@
-"""A pre- or post-processor: a bypass branch plus a U-Net scaled by a trainable scalar (initially 0).
+"""A pre- or post-processor: a bypass branch plus a U-Net scaled by a trainable scalar ``s``.
 
-``out = bypass(x) + s · scale · unet((x - mean) / scale)``, with images on the [0, 1] scale (with
-``unet_sees_bypass`` the U-Net's input is the normalised ``x`` and ``bypass(x)`` side by side, so it
-corrects the bypass's estimate rather than rebuilding it). The bypass is
-a fixed map (identity, luma, gray-to-RGB, colour-as-texture embedding or extraction), optionally plus the
-papers' pointwise MLP as a residual whose last layer starts at zero. Because ``s`` starts at 0 and the MLP
-residual at 0, training starts from the bypass alone: for the ``identity`` bypass that is the plain
-codec; for the texture bypasses, the classic colour embedding.
+``out = bypass(x) + scale · mlp(n) + s · scale · unet(n)`` with ``n = (x - mean) / scale`` and images on
+the [0, 1] scale (with ``unet_sees_bypass`` the U-Net also sees the normalised ``bypass(x)``, so it
+corrects the bypass's estimate rather than rebuilding it). The bypass is a fixed map (identity, luma,
+gray-to-RGB, colour-as-texture embedding or extraction); the papers' pointwise MLP is an optional
+residual. The MLP's and the U-Net's last layers start at zero, so training starts from the bypass
+alone: for the ``identity`` bypass that is the plain codec; for the texture bypasses, the classic
+colour embedding. (The papers start ``s`` at 0 instead. With ``s = 0`` and a random U-Net neither moves
+for thousands of steps: the gradient of ``s`` is the loss gradient against random U-Net output, and the
+U-Net's gradient is scaled by ``s``. We measured ``|s| < 1e-3`` after 1600 steps of ``rgb_jpeg420``, a
+sandwich equal to its codec. Here ``s`` starts at 1 and the U-Net's last layer learns from step one.)
+
+**Level conditioning** (``conditioned=True``): the processor is also told the codec's *level*, ``(N,)``,
+the step scale in octaves (``log2`` of the mean luma step over that of IJG quality 50; q10 is about +2.3,
+q95 about -3.1; see :mod:`sandwich.codecs.stage`). The encoder picks the quality, and the decoder reads
+the quantisation tables from the bitstream, so both sides know it at no cost in bits. The MLP and the
+U-Net get it as one more input channel (``level / LEVEL_SCALE``), and the texture bypass's gain and
+headroom are affine in it. One model then serves the whole quality sweep: it can filter hard at low
+quality and stay near its identity start at high quality, where a fixed filter loses to the codec.
+
+**Step-scaled residual** (``step_scaled=True``, needs ``conditioned``): the MLP and U-Net corrections are
+multiplied by ``2**level``, the quantiser's step relative to IJG q50's, so the networks work in units
+of the step. A codec's error is proportional to its step, and so is then the correction; without this
+an Adam update of the output layer moves the output by about the same few 8-bit levels at every
+quality, more than the whole coding error at q95 (about 1.4 levels RMS): a post-filter trained over
+the sweep then *loses* 0.1-0.7 dB at q95 and cannot refine (measured on ``rgb_jpeg420``). For codecs
+whose error is not mostly quantisation (the texture embedding's colour code, ``gray_jpeg``) it stays off.
 """
 
 from __future__ import annotations
@@ -21,6 +40,8 @@ from sandwich.nets.colour_maps import EmbeddingGain, GrayToRgb, Luma, TextureEmb
 from sandwich.nets.mlp import PointwiseMLP
 from sandwich.nets.unet import create_unet
 
+LEVEL_SCALE = 4.0  # levels (octaves) are divided by this before they enter a network (about [-1, 1] over q10..q95)
+
 # name -> (input channels, output channels or None for "same as input", factory(alpha, alpha_trainable)).
 BYPASSES: dict[str, tuple[int | None, int | None, Callable[[float, bool], nn.Module]]] = {
     "identity": (None, None, lambda alpha, trainable: nn.Identity()),
@@ -29,20 +50,6 @@ BYPASSES: dict[str, tuple[int | None, int | None, Callable[[float, bool], nn.Mod
     "texture_embed": (3, 1, TextureEmbed),
     "texture_extract": (1, 3, TextureExtract),
 }
-
-
-class ResidualMLP(nn.Module):
-    """``base(x) + scale · mlp((x - mean) / scale)``, the MLP's last layer initialised to zero."""
-
-    def __init__(self, base: nn.Module, in_channels: int, out_channels: int, mean: float, scale: float) -> None:
-        super().__init__()
-        self.base, self.mean, self.scale = base, mean, scale
-        self.mlp = PointwiseMLP(in_channels, out_channels)
-        nn.init.zeros_(self.mlp.layers[-1].weight)
-        nn.init.zeros_(self.mlp.layers[-1].bias)
-
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
-        return self.base(x) + self.scale * self.mlp((x - self.mean) / self.scale)
 
 
 class Processor(nn.Module):
@@ -56,6 +63,8 @@ class Processor(nn.Module):
         alpha, alpha_trainable: the texture bypasses' embedding gain.
         unet_sees_bypass: feed the U-Net ``bypass(x)`` as extra input channels.
         mean, scale: input normalisation ``(x - mean) / scale`` for the learned branches.
+        conditioned: the learned branches and the texture gain take the codec's level (module doc).
+        step_scaled: scale the learned corrections by ``2**level`` (module doc; needs ``conditioned``).
 
     The output is not clipped; the codec clips the bottleneck, the metrics clip the reconstruction.
 
@@ -77,6 +86,8 @@ class Processor(nn.Module):
         unet_sees_bypass: bool = False,
         mean: float = 0.5,
         scale: float = 0.5,
+        conditioned: bool = False,
+        step_scaled: bool = False,
     ) -> None:
         super().__init__()
         if bypass not in BYPASSES:
@@ -88,21 +99,43 @@ class Processor(nn.Module):
             raise InputError(
                 f"bypass {bypass!r} maps {want_in} -> {want_out} channels, the processor needs {in_channels} -> {out_channels}"
             )
+        if step_scaled and not conditioned:
+            raise InputError("processor: step_scaled needs conditioned (the step comes from the level)")
         self.mean, self.scale = mean, scale
-        base = factory(alpha, alpha_trainable)
-        self.bypass = ResidualMLP(base, in_channels, out_channels, mean, scale) if mlp else base
+        self.conditioned, self.step_scaled = conditioned, step_scaled
+        self.bypass = factory(alpha, alpha_trainable)
+        extra = 1 if conditioned else 0
+        self.mlp = PointwiseMLP(in_channels + extra, out_channels) if mlp else None
+        if self.mlp is not None:
+            nn.init.zeros_(self.mlp.layers[-1].weight)
+            nn.init.zeros_(self.mlp.layers[-1].bias)
         self.unet_sees_bypass = unet_sees_bypass
-        unet_in = in_channels + out_channels if unet_sees_bypass else in_channels
+        unet_in = in_channels + (out_channels if unet_sees_bypass else 0) + extra
         self.unet = None if unet is None else create_unet(unet, unet_in, out_channels)
-        self.unet_scale = nn.Parameter(torch.zeros(())) if unet is not None else None
+        if self.unet is not None:
+            nn.init.zeros_(self.unet.head.weight)
+            nn.init.zeros_(self.unet.head.bias)
+        self.unet_scale = nn.Parameter(torch.ones(())) if unet is not None else None
 
     def gain(self) -> EmbeddingGain | None:
         """The texture bypass's embedding gain module, if the bypass has one."""
         return next((m for m in self.modules() if isinstance(m, EmbeddingGain)), None)
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
-        out = self.bypass(x)
+    def forward(self, x: Tensor, level: Tensor | None = None) -> Tensor:
+        """``(N, in_channels, H, W)`` on [0, 1] and the codec's levels ``(N,)`` (octaves; None: level 0)
+        -> ``(N, out_channels, H, W)``. An unconditioned processor ignores ``level``."""
+        level = level if self.conditioned else None
+        out = self.bypass(x, level) if isinstance(self.bypass, EmbeddingGain) else self.bypass(x)
+        normalised = (x - self.mean) / self.scale
+        condition, gain = [], self.scale
+        if self.conditioned:
+            octaves = x.new_zeros(x.shape[0]) if level is None else level.to(x)
+            condition = [(octaves / LEVEL_SCALE)[:, None, None, None].expand(-1, 1, *x.shape[-2:])]
+            if self.step_scaled:
+                gain = self.scale * torch.exp2(octaves)[:, None, None, None]
+        if self.mlp is not None:
+            out = out + gain * self.mlp(torch.cat([normalised, *condition], dim=1))
         if self.unet is None:
             return out
-        features = torch.cat([x, out], dim=1) if self.unet_sees_bypass else x
-        return out + self.unet_scale * self.scale * self.unet((features - self.mean) / self.scale)
+        seen = [(out - self.mean) / self.scale] if self.unet_sees_bypass else []
+        return out + self.unet_scale * gain * self.unet(torch.cat([normalised, *seen, *condition], dim=1))

@@ -1,16 +1,25 @@
 """The sandwich as a LightningModule: pre-processor -> codec -> post-processor, trained on ``D + λ·bpp``.
 
-Units (the papers' convention):
+Units:
 
 * images are ``(N, C, H, W)`` float32 on the [0, 1] scale at every boundary;
-* ``D`` is the mean squared error on the 8-bit scale (0..255), averaged over pixels and channels;
-* ``bpp`` is coded bits per *source* pixel (``H × W`` of the source, whatever the bottleneck's size);
-* so ``λ`` is in squared 8-bit levels per bit-per-pixel: raising the rate by 0.1 bpp must buy at least
-  ``0.1 λ`` of MSE. Larger λ gives smaller files.
+* ``MSE`` is the mean squared error on the 8-bit scale (0..255), averaged over pixels and channels;
+* ``bpp`` is coded bits per *source* pixel (``H × W`` of the source, whatever the bottleneck's size).
 
-Training codes with the differentiable proxy (bits from the calibration-free rate model), validation
-with the real codec at the proxy's learned step tables (bits from the real bytes). The codec's steps are
-parameters trained with the networks.
+The loss (``loss`` in the config, :data:`LOSSES`), averaged over the images of a batch:
+
+* ``mse_rate``, the papers' ``MSE + λ·bpp``: ``λ`` is in squared 8-bit levels per bit-per-pixel (raising
+  the rate by 0.1 bpp must buy at least ``0.1 λ`` of MSE; larger λ, smaller files). One λ fits one
+  operating point: at a coarse quantiser the MSE is a hundred times that at a fine one;
+* ``psnr_rate``, ``-PSNR + λ·bpp``: ``λ`` is in dB per bit-per-pixel, the slope of an RD curve in the
+  PSNR-bpp plane, which (unlike the MSE slope) is about the same at every quality. It is the loss of a
+  level-conditioned model trained over the whole quality sweep: every image counts by its dB, not by
+  its squared error, so the fine qualities are not drowned by the coarse ones.
+
+Training codes with the differentiable proxy (bits from the calibration-free rate model) at levels drawn
+over the codec stage's ``level_range`` (:mod:`sandwich.codecs.stage`); validation codes with the real
+codec at each of ``val_qualities`` and logs the loss with real bits (``val/loss``, the checkpoint
+selection metric) and the PSNR per quality.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from PIL import Image
 from torch import Tensor
 
 from sandwich.codecs.stage import JpegStage, to_uint8
+from sandwich.errors import InputError
 from sandwich.nets.processor import Processor
 
 SOURCE_CHANNELS = 3
@@ -59,15 +69,30 @@ def psnr_255(mse: Tensor) -> Tensor:
     return 10 * torch.log10(255**2 / mse.clamp_min(1e-10))
 
 
+def mse_rate(mse: Tensor, bpp: Tensor, lmbda: float) -> Tensor:
+    """``MSE + λ·bpp`` per image (λ in squared 8-bit levels per bpp), ``(N,)``."""
+    return mse + lmbda * bpp
+
+
+def psnr_rate(mse: Tensor, bpp: Tensor, lmbda: float) -> Tensor:
+    """``-PSNR + λ·bpp`` per image (λ in dB per bpp), ``(N,)``."""
+    return -psnr_255(mse) + lmbda * bpp
+
+
+# loss name (config ``loss``) -> per-image loss from (MSE on the 8-bit scale, bpp, λ); see the module doc.
+LOSSES = {"mse_rate": mse_rate, "psnr_rate": psnr_rate}
+
+
 class SandwichModule(L.LightningModule):
     """Pre-processor, codec stage and post-processor, trained jointly.
 
     Args:
         config: the run's resolved configuration (``conf/``); stored in checkpoints so that
             ``sandwich eval`` rebuilds the same module. The keys used here: ``codec.stage`` (kwargs
-            of :class:`~sandwich.codecs.stage.JpegStage`), ``net`` (``mlp``, ``unet``, ``unet_sees_bypass``), ``scenario``
-            (``pre_bypass``, ``post_bypass``, ``alpha``, ``alpha_trainable``, ``tie_alpha``), ``lmbda``, ``optim``
-            (``lr``), ``log_images`` (how many validation images to save as PNG per validation).
+            of :class:`~sandwich.codecs.stage.JpegStage`), ``net`` (``mlp``, ``unet``, ``unet_sees_bypass``,
+            ``conditioned``, ``step_scaled``), ``scenario`` (``pre_bypass``, ``post_bypass``, ``alpha``, ``alpha_trainable``,
+            ``tie_alpha``), ``loss``, ``lmbda``, ``optim`` (``lr``), ``val_qualities``, ``log_images`` (how
+            many validation images to save as PNG per validation).
 
     Subclasses (one per scenario) describe their baselines in :meth:`baselines`.
     """
@@ -81,6 +106,8 @@ class SandwichModule(L.LightningModule):
             mlp=net["mlp"],
             unet=net["unet"],
             unet_sees_bypass=net["unet_sees_bypass"],
+            conditioned=net["conditioned"],
+            step_scaled=net["step_scaled"],
             alpha=scenario["alpha"],
             alpha_trainable=scenario["alpha_trainable"],
         )
@@ -90,19 +117,26 @@ class SandwichModule(L.LightningModule):
         if scenario["tie_alpha"] and pre_gain is not None and post_gain is not None:
             post_gain.tie_to(pre_gain)  # one set of parameters: the decoder inverts the encoder's gain and headroom
         self.lmbda = float(config["lmbda"])
+        if config["loss"] not in LOSSES:
+            raise InputError(f"config: loss={config['loss']!r} not one of {', '.join(LOSSES)}")
+        self.loss = LOSSES[config["loss"]]
 
-    def forward(self, source: Tensor) -> SandwichOutput:
-        """Proxy pass (differentiable): ``(N, 3, H, W)`` on [0, 1] -> :class:`SandwichOutput`."""
-        bottleneck = self.pre(source)
-        decoded, bits = self.codec(bottleneck)
-        return SandwichOutput(bottleneck, decoded, self.post(decoded), bits)
+    def forward(self, source: Tensor, level: Tensor | None = None) -> SandwichOutput:
+        """Proxy pass (differentiable): ``(N, 3, H, W)`` on [0, 1] at codec levels ``(N,)`` (None: drawn
+        by the codec stage, see :meth:`~sandwich.codecs.stage.JpegStage.sample_levels`) -> :class:`SandwichOutput`."""
+        if level is None:
+            level = self.codec.sample_levels(source.shape[0], source.device)
+        bottleneck = self.pre(source, level)
+        decoded, bits = self.codec(bottleneck, level)
+        return SandwichOutput(bottleneck, decoded, self.post(decoded, level), bits)
 
     @torch.no_grad()
     def code_real(self, source: Tensor, quality: int | None = None) -> SandwichOutput:
-        """Real-codec pass at IJG ``quality`` (None: the learned step tables)."""
-        bottleneck = self.pre(source)
+        """Real-codec pass at IJG ``quality`` (None: the learned step tables); the processors get that level."""
+        level = torch.full((source.shape[0],), self.codec.real_level(quality), device=source.device)
+        bottleneck = self.pre(source, level)
         decoded, bits = self.codec.code_real(bottleneck, quality)
-        return SandwichOutput(bottleneck, decoded, self.post(decoded), bits)
+        return SandwichOutput(bottleneck, decoded, self.post(decoded, level), bits)
 
     def baselines(self) -> dict[str, list[tuple[str, Processor, Processor]]]:
         """Non-learned alternatives for the same codec: ``{name: [(variant label, pre, post), ...]}``.
@@ -115,7 +149,7 @@ class SandwichModule(L.LightningModule):
     def _losses(self, source: Tensor, out: SandwichOutput) -> dict[str, Tensor]:
         mse = mse_255(source, out.recon)
         bpp = out.bpp(source)
-        return {"loss": (mse + self.lmbda * bpp).mean(), "mse": mse.mean(), "bpp": bpp.mean(), "psnr": psnr_255(mse).mean()}
+        return {"loss": self.loss(mse, bpp, self.lmbda).mean(), "mse": mse.mean(), "bpp": bpp.mean(), "psnr": psnr_255(mse).mean()}
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:  # noqa: D102
         losses = self._losses(batch, self(batch))
@@ -124,16 +158,23 @@ class SandwichModule(L.LightningModule):
         extra = {"train/luma_step_mean": luma_step.mean()}
         gain = self.pre.gain()
         if gain is not None:
-            extra |= {"train/alpha": gain.alpha, "train/headroom": gain.headroom}
+            extra |= {"train/alpha": gain.alpha(), "train/alpha_slope": gain.alpha_slope, "train/headroom": gain.headroom()}
         self.log_dict(extra, batch_size=batch.shape[0])
         return losses["loss"]
 
-    def validation_step(self, batch: Tensor, batch_idx: int) -> None:  # noqa: D102
-        out = self.code_real(batch)
-        losses = self._losses(batch, out)
-        self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=batch.shape[0])
-        if batch_idx < self.config.get("log_images", 1):
-            self._save_images(batch, out, batch_idx)
+    def validation_step(self, batch: Tensor, batch_idx: int) -> None:
+        """Real codec at each of ``val_qualities``: ``val/loss`` (their mean, the selection metric), ``val/psnr_qQ``."""
+        qualities = self.config["val_qualities"]
+        totals: dict[str, Tensor] = {}
+        for quality in qualities:
+            out = self.code_real(batch, quality)
+            losses = self._losses(batch, out)
+            for key, value in losses.items():
+                totals[key] = totals.get(key, 0) + value / len(qualities)
+            self.log(f"val/psnr_q{quality}", losses["psnr"], batch_size=batch.shape[0])
+            if batch_idx < self.config.get("log_images", 1) and quality == qualities[len(qualities) // 2]:
+                self._save_images(batch, out, batch_idx)
+        self.log_dict({f"val/{k}": v for k, v in totals.items()}, batch_size=batch.shape[0])
 
     def _save_images(self, source: Tensor, out: SandwichOutput, index: int) -> None:
         """Source | bottleneck ("neural code") | decoded bottleneck | reconstruction, as a PNG and to TensorBoard."""

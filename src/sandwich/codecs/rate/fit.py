@@ -2,10 +2,12 @@
 
 Usage: ``python -m sandwich.codecs.rate.fit [--out PATH]``
 
-For every *fit* sample photo (:data:`sandwich.data.samples.FIT_PHOTOS`), subsampling (4:4:4, 4:2:0,
-4:0:0) and table setting (IJG quality 10..95 and flat steps 2..64), it codes the photo with the proxy
-(for the features) and with libjpeg-turbo (for the target: optimised-Huffman payload bits), then solves
-non-negative least squares on the *relative* error, so small and large files weigh the same.
+For every rate-fit sample photo (:data:`sandwich.data.samples.RATE_FIT_PHOTOS`: scikit-image's and
+matplotlib's; SPORCO's are held out), as it is and defocused (:data:`DEFOCUS_SIGMAS`, so that smooth
+content is in the fit), every subsampling (4:4:4, 4:2:0, 4:0:0) and table setting (IJG quality 10..95
+and flat steps 2..64), it codes the photo with the proxy (for the features) and with libjpeg-turbo (for
+the target: optimised-Huffman payload bits), then solves non-negative least squares on the *relative*
+error, so small and large files weigh the same.
 """
 
 from __future__ import annotations
@@ -20,11 +22,18 @@ from tqdm import tqdm
 
 from sandwich.codecs.jpeg_pair import code_pair, tables_for
 from sandwich.codecs.rate.linear import FEATURE_NAMES, PARAMS_PATH, feature_vector
-from sandwich.data.samples import FIT_PHOTOS, load_photos
+from sandwich.data.images import defocus
+from sandwich.data.samples import RATE_FIT_PHOTOS, load_photos
 
-QUALITIES = tuple(range(10, 100, 5))
-FLAT_STEPS = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+QUALITIES = (10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+FLAT_STEPS = (2, 4, 8, 16, 32, 64)
+DEFOCUS_SIGMAS = (1.5, 4.0)  # Gaussian blur (pixels) of the defocused copies
 SUBSAMPLINGS = ("444", "420", "400")
+
+
+def with_defocused(photos: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``photos`` plus a defocused copy of each per :data:`DEFOCUS_SIGMAS` (named ``name~blurS``)."""
+    return photos | {f"{name}~blur{sigma:g}": defocus(rgb, sigma) for name, rgb in photos.items() for sigma in DEFOCUS_SIGMAS}
 
 
 def collect(photos: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -50,13 +59,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=PARAMS_PATH, help="where to write the JSON (default: beside the model)")
     args = parser.parse_args(argv)
-    rows, targets = collect(load_photos(FIT_PHOTOS))
+    rows, targets = collect(with_defocused(load_photos(RATE_FIT_PHOTOS)))
     weights = fit(rows, targets)
     rel = np.abs(rows @ weights - targets) / targets
     report = {
         "features": FEATURE_NAMES,
         "weights": weights.tolist(),
-        "fit_photos": list(FIT_PHOTOS),
+        "fit_photos": list(RATE_FIT_PHOTOS),
+        "defocus_sigmas": list(DEFOCUS_SIGMAS),
         "qualities": list(QUALITIES),
         "flat_steps": list(FLAT_STEPS),
         "subsamplings": list(SUBSAMPLINGS),
