@@ -103,7 +103,7 @@ def evaluate(
     }
     report["bd"] = {
         name: bd_metrics(*curve(points), *curve(sandwich)) | {"psnr_gap": psnr_gap_range(*curve(points), *curve(sandwich))}
-        for name, points in fronts.items()
+        for name, points in swept.items()
     }
     report["images"] = names
 
