@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sandwich.codecs.blockcodec import FEATURES, TIE_TOLERANCE, quantize_levels, tile_step, transform_quantize
+from sandwich.codecs.block_levels import FEATURES, TIE_TOLERANCE, quantize_levels, tile_step
+from sandwich.codecs.blockcodec import transform_quantize
 from sandwich.codecs.dct import block_dct, block_idct
 from sandwich.errors import InputError
 

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from sandwich.codecs.blockcodec import FEATURES, transform_quantize
+from sandwich.codecs.block_levels import FEATURES
+from sandwich.codecs.blockcodec import transform_quantize
 from sandwich.codecs.kernels import ops, reference
 from sandwich.codecs.kernels.reference import padded_size
 from sandwich.errors import InputError
@@ -372,7 +373,7 @@ def _planes_away_from_ties(shape, block, step, gen) -> torch.Tensor:
     n = shape[0]
     levels = torch.randint(-6, 7, shape, generator=gen).double()
     frac = (torch.rand(shape, generator=gen, dtype=torch.float64) * 0.3 + 0.1) * (torch.randint(0, 2, shape, generator=gen) * 2 - 1)
-    from sandwich.codecs.blockcodec import tile_step
+    from sandwich.codecs.block_levels import tile_step
     from sandwich.codecs.dct import block_idct
 
     hb, wb = shape[2] // block, shape[3] // block

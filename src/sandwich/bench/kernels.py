@@ -70,10 +70,11 @@ from typing import Callable, Iterator
 
 import torch
 
-from sandwich.bench.timing import call_seconds, interleaved_medians, print_table, write_json
+from sandwich.bench.timing import call_seconds, interleaved_medians, print_table
 from sandwich.codecs.blockcodec import transform_quantize
 from sandwich.codecs.kernels.ops import ENV_VAR
 from sandwich.errors import InputError
+from sandwich.files import write_json
 
 BYTES_PER_PIXEL_FWD_BWD = 20  # float32: fwd reads x, writes recon; bwd reads x and grad_recon, writes grad_x
 GPU_BLOCKS = (4, 8, 16, 32)

@@ -31,14 +31,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sandwich.bench.timing import interleaved_medians, print_table, write_json
+from sandwich.bench.timing import interleaved_medians, print_table
 from sandwich.codecs.jpeg_pair import code_pair, tables_for
 from sandwich.codecs.jpeg_proxy import JpegProxy
-from sandwich.codecs.rate.linear import LinearJpegRate
 from sandwich.codecs.rate.fit import DEFOCUS_SIGMAS
+from sandwich.codecs.rate.linear import LinearJpegRate
 from sandwich.data.images import defocus, list_images, read_rgb8
 from sandwich.data.samples import RATE_FIT_PHOTOS, RATE_HELD_OUT_PHOTOS, load_photos, source_of
 from sandwich.errors import InputError
+from sandwich.files import write_json
 from sandwich.metrics.psnr import psnr_db
 
 QUALITIES = (10, 20, 30, 40, 50, 60, 70, 80, 90, 95)

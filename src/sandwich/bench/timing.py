@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -37,17 +35,6 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> d
         for name, fn in fns.items():
             times[name].append(call_seconds(fn))
     return {name: float(np.median(t)) for name, t in times.items()}
-
-
-def write_json(path: Path | None, report: dict) -> None:
-    """Write ``report`` as indented JSON to ``path`` (atomically: a temp file, then rename)."""
-    if path is None:
-        return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(path)
 
 
 def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import torch
 
-from sandwich.bench.timing import median_seconds, print_table, write_json
+from sandwich.bench.timing import median_seconds, print_table
 from sandwich.config import compose
 from sandwich.data.datamodule import ShardDataModule
 from sandwich.errors import InputError
+from sandwich.files import write_json
 from sandwich.scenarios.registry import create_module
 
 

@@ -11,11 +11,11 @@ fallback for other devices and dtypes). ``SANDWICH_KERNELS=reference`` forces it
 Forward, with ``c = DCT(x)`` and ``u = c / Δ`` (spatial layout, see :mod:`sandwich.codecs.dct`):
 
 * levels ``q = round_half_away(u)`` (``"ste"``) or ``q = u + U(-1/2, 1/2)`` (``"noise"``); values
-  within :data:`TIE_TOLERANCE` below a tie count as ties, because libjpeg's integer DCT hits exact ties
+  within :data:`~sandwich.codecs.block_levels.TIE_TOLERANCE` below a tie count as ties, because libjpeg's integer DCT hits exact ties
   (e.g. a DC of a block whose sum is an odd multiple of 4Δ) that float32 misses by a rounding error;
 * ``recon = IDCT(q · Δ)``;
 * per-image entropy-coder statistics of the integer levels ``round_half_away(u)`` (both modes), in the
-  order of :data:`FEATURES`:
+  order of :data:`~sandwich.codecs.block_levels.FEATURES`:
 
   - ``ac_log``: ``Σ_AC log2(1 + |q|)`` - about the magnitude bits;
   - ``ac_nonzero``: the number of non-zero AC levels - about the number of Huffman symbols;
@@ -31,20 +31,15 @@ and ``min(|u|, 1)`` for the non-zero count), so coefficients just below one half
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from sandwich.codecs.block_levels import QUANTIZER_MODES, tile_step
 from sandwich.codecs.dct import BLOCK_SIZES
-from sandwich.codecs.quantize import round_half_away
+from sandwich.codecs.kernels import ops, reference
 from sandwich.errors import InputError
-
-FEATURES = ("ac_log", "ac_nonzero", "dc_diff_log", "dc_log", "blocks")
-QUANTIZER_MODES = ("ste", "noise")
-TIE_TOLERANCE = 1e-4  # in units of the step; float32 DCT error is ~1e-5 of a step of 1 at 8-bit scale
-
 
 @dataclass
 class CodedPlanes:
@@ -59,41 +54,6 @@ class CodedPlanes:
     recon: Tensor
     features: Tensor
     kind: str
-
-
-def tile_step(step: Tensor, n: int, block: int) -> Tensor:
-    """Broadcast a step to the block view ``(N, C, H/b, b, W/b, b)`` as a 6-D tensor.
-
-    Accepted ``step`` shapes: ``()`` flat; ``(b, b)`` a per-frequency table; ``(N,)`` a flat step per
-    image; ``(N, b, b)`` a table per image.
-    """
-    if step.dim() == 0:
-        return step.view(1, 1, 1, 1, 1, 1)
-    if step.shape == (block, block):
-        return step.view(1, 1, 1, block, 1, block)
-    if step.shape == (n,):
-        return step.view(n, 1, 1, 1, 1, 1)
-    if step.shape == (n, block, block):
-        return step.view(n, 1, 1, block, 1, block)
-    raise InputError(
-        f"quantisation step of shape {tuple(step.shape)} fits neither (), ({block},{block}), ({n},) nor ({n},{block},{block})"
-    )
-
-
-def quantize_levels(u: Tensor) -> Tensor:
-    """Integer levels of ``u = c / Δ``: round half away from zero, near-ties (:data:`TIE_TOLERANCE`) as ties."""
-    return round_half_away(u + torch.copysign(torch.tensor(TIE_TOLERANCE, dtype=u.dtype, device=u.device), u))
-
-
-def _dc(blocks: Tensor) -> Tensor:
-    """``(N, C, Hb, b, Wb, b)`` -> ``(N, C, Hb*Wb)`` DC values in raster block order (a copy)."""
-    n, c = blocks.shape[:2]
-    return blocks[:, :, :, 0, :, 0].reshape(n, c, -1)
-
-
-def _log_feature_grad(u: Tensor) -> Tensor:
-    """d/du log2(1 + |u|)."""
-    return torch.sign(u) / ((1.0 + u.abs()) * math.log(2.0))
 
 
 def transform_quantize(
@@ -128,8 +88,6 @@ def transform_quantize(
     Returns:
         :class:`CodedPlanes`.
     """
-    from sandwich.codecs.kernels import ops, reference  # here: they import this module's helpers
-
     if quantizer not in QUANTIZER_MODES:
         raise InputError(f"quantizer {quantizer!r} not one of {', '.join(QUANTIZER_MODES)}")
     impl = ops.default_impl() if impl is None else impl

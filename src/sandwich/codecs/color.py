@@ -3,11 +3,13 @@
 Both directions take and return ``(N, 3, H, W)`` float tensors on the 0..255 scale; chroma is centred
 at 128. The forward matrix is JFIF's rounded to 16 fractional bits as libjpeg's encoder does
 (``FIX(x) = round(x * 2**16)``), so that its integer rounding can be followed exactly. Each direction
-is one batched 3x3 matrix product over the pixels.
+is one batched 3x3 matrix product over the pixels. :func:`luma8` is the luma of an 8-bit array, as a
+4:0:0 (grayscale) encoder is given it.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -62,3 +64,8 @@ def ycbcr_to_rgb(luma: Tensor, chroma: Tensor) -> Tensor:
     matrix = YCBCR_TO_RGB.to(luma)
     # Y's column of the matrix is all ones: add it by broadcasting.
     return _mix(chroma, matrix[:, 1:], -(matrix @ CHROMA_OFFSET.to(luma))) + luma
+
+
+def luma8(rgb: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB -> ``(H, W)`` uint8 JFIF luma ``round(0.299 R + 0.587 G + 0.114 B)``."""
+    return np.floor(rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) + 0.5).astype(np.uint8)

@@ -46,7 +46,7 @@ def dct_matrix(block: int, dtype: torch.dtype = torch.float32, device: torch.dev
     return _dct_matrix_cached(block, dtype, str(torch.device(device)))
 
 
-def _separable(x: Tensor, left: Tensor, right: Tensor) -> Tensor:
+def separable(x: Tensor, left: Tensor, right: Tensor) -> Tensor:
     """``left @ X_blk @ right`` for every ``b x b`` block ``X_blk`` of ``x`` (..., H, W)."""
     b = left.shape[0]
     *lead, h, w = x.shape
@@ -64,13 +64,13 @@ class _BlockDCT(torch.autograd.Function):
     def forward(ctx, x: Tensor, block: int, inverse: bool) -> Tensor:  # noqa: D102
         d = dct_matrix(block, x.dtype, x.device)
         ctx.block, ctx.inverse = block, inverse
-        return _separable(x, d.T, d) if inverse else _separable(x, d, d.T)
+        return separable(x, d.T, d) if inverse else separable(x, d, d.T)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # noqa: D102
         d = dct_matrix(ctx.block, grad.dtype, grad.device)
         # Orthonormal: the adjoint of the forward transform is the inverse transform and vice versa.
-        return (_separable(grad, d, d.T) if ctx.inverse else _separable(grad, d.T, d)), None, None
+        return (separable(grad, d, d.T) if ctx.inverse else separable(grad, d.T, d)), None, None
 
 
 def block_dct(x: Tensor, block: int = 8) -> Tensor:

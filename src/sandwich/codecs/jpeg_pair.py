@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor
 
+from sandwich.codecs.color import luma8
 from sandwich.codecs.jpeg_proxy import ProxyOutput, jpeg_proxy
 from sandwich.codecs.jpeg_tables import ijg_tables
 from sandwich.codecs.real.jpeg import JpegCodec
-from sandwich.data.images import luma8
+from sandwich.sample_format import to_array, to_tensor
 
 
 @dataclass
@@ -35,14 +35,7 @@ class JpegPair:
 
     def proxy_decoded(self) -> np.ndarray:
         """The proxy's reconstruction as a uint8 array shaped like ``source``."""
-        recon = self.proxy.recon[0].detach().round().clamp(0, 255).to(torch.uint8)
-        return recon[0].numpy() if recon.shape[0] == 1 else recon.permute(1, 2, 0).numpy()
-
-
-def to_tensor(image: np.ndarray) -> Tensor:
-    """``(H, W)`` or ``(H, W, C)`` uint8 -> ``(1, C, H, W)`` float32 on the 0..255 scale."""
-    array = image[..., None] if image.ndim == 2 else image
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None].float()
+        return to_array(self.proxy.recon[0] / 255)
 
 
 def tables_for(quality: int | None = None, flat_step: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -60,6 +53,6 @@ def code_pair(rgb: np.ndarray, subsampling: str, luma: np.ndarray, chroma: np.nd
     encoded = codec.encode_with_tables(source, luma, chroma)
     with torch.no_grad():
         proxy = jpeg_proxy(
-            to_tensor(source), torch.tensor(luma, dtype=torch.float32), torch.tensor(chroma, dtype=torch.float32), subsampling
+            to_tensor(source, normalise=False)[None], torch.tensor(luma, dtype=torch.float32), torch.tensor(chroma, dtype=torch.float32), subsampling
         )
     return JpegPair(source=source, real_bits=encoded.payload_bits, real_decoded=codec.decode(encoded.data), proxy=proxy)

@@ -23,18 +23,7 @@ from sandwich.codecs.jpeg_tables import ijg_tables
 from sandwich.codecs.rate.linear import LinearJpegRate
 from sandwich.codecs.real.jpeg import JpegCodec
 from sandwich.errors import InputError
-
-
-def to_uint8(planes: Tensor) -> np.ndarray:
-    """``(C, H, W)`` on [0, 1] -> ``(H, W)`` (one channel) or ``(H, W, C)`` uint8, rounded half up and clipped."""
-    array = torch.floor(planes.detach().float() * 255 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
-    return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
-
-
-def from_uint8(image: np.ndarray) -> Tensor:
-    """Inverse of :func:`to_uint8`: ``(H, W)`` or ``(H, W, C)`` uint8 -> ``(C, H, W)`` float32 on [0, 1]."""
-    array = image[..., None] if image.ndim == 2 else image
-    return torch.from_numpy(np.array(array.transpose(2, 0, 1))).float() / 255
+from sandwich.sample_format import peak, to_array, to_tensor
 
 
 REFERENCE_LUMA_STEP = float(ijg_tables(50)[0].mean())  # mean luma step of IJG quality 50: level 0
@@ -112,8 +101,9 @@ class JpegStage(nn.Module):
         if level is not None:
             scale = torch.exp2(level.to(luma) - self.base_level())  # (N,): flat steps become (N,), tables (N, 8, 8)
             luma, chroma = (s * scale if s.dim() == 0 else s * scale[:, None, None] for s in (luma, chroma))
-        out = jpeg_proxy(bottleneck * 255, luma, chroma, self.proxy.subsampling, self.proxy.quantizer, self.kernels)
-        return out.recon / 255, self.rate(out.planes)
+        top = peak(8)
+        out = jpeg_proxy(bottleneck * top, luma, chroma, self.proxy.subsampling, self.proxy.quantizer, self.kernels)
+        return out.recon / top, self.rate(out.planes)
 
     def learned_tables(self) -> tuple[np.ndarray, np.ndarray]:
         """The proxy's current (luma, chroma) steps as ``(8, 8)`` integer JPEG tables (1..255)."""
@@ -130,9 +120,9 @@ class JpegStage(nn.Module):
         tables = self.learned_tables() if quality is None else None
         decoded, bits = [], []
         for planes in bottleneck:
-            image = to_uint8(planes)
+            image = to_array(planes)
             encoded = self.real.encode(image, quality) if tables is None else self.real.encode_with_tables(image, *tables)
-            decoded.append(from_uint8(self.real.decode(encoded.data)))
+            decoded.append(to_tensor(self.real.decode(encoded.data)))
             bits.append(float(encoded.payload_bits))
         return torch.stack(decoded).to(bottleneck.device), torch.tensor(bits, device=bottleneck.device)
 

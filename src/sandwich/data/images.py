@@ -44,11 +44,6 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def luma8(rgb: np.ndarray) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB -> ``(H, W)`` uint8 JFIF luma ``round(0.299 R + 0.587 G + 0.114 B)``."""
-    return np.floor(rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) + 0.5).astype(np.uint8)
-
-
 def centre_crop(image: np.ndarray, side: int) -> np.ndarray:
     """The central ``min(side, H) x min(side, W)`` of an ``(H, W, ...)`` array (a view)."""
     h, w = min(side, image.shape[0]), min(side, image.shape[1])

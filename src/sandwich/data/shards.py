@@ -37,10 +37,10 @@ import numpy as np
 import webdataset as wds
 from PIL import Image
 
-from sandwich.bench.timing import write_json
 from sandwich.data.images import list_images, read_rgb8
 from sandwich.data.samples import COLOR_TRAIN_PHOTOS, COLOR_VAL_PHOTOS, load_photos
 from sandwich.errors import InputError
+from sandwich.files import write_json
 
 FORMAT = "sandwich-shards-v1"
 INDEX_NAME = "index.json"

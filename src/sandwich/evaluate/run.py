@@ -34,6 +34,7 @@ from sandwich.evaluate.checkpoint import load_module
 from sandwich.evaluate.report import plot_rd, results_entry, save_examples, write_index_html
 from sandwich.evaluate.sweep import RdPoint, front, results, sweep
 from sandwich.errors import InputError
+from sandwich.sample_format import to_tensor
 from sandwich.scenarios.base import SandwichModule
 
 EXAMPLE_ROWS = 4
@@ -77,7 +78,7 @@ def evaluate(
         raise InputError(f"eval: need at least 4 qualities for BD figures, got {qualities}")
     for q in qualities:
         module.codec.real.check_level(q)
-    tensors = [torch.from_numpy(np.array(a.transpose(2, 0, 1))).float()[None] / 255 for a in images.values()]
+    tensors = [to_tensor(a)[None] for a in images.values()]
     names = list(images)
     baselines = module.baselines()
     total = len(qualities) * len(tensors) * (1 + sum(len(v) for v in baselines.values()))

@@ -17,7 +17,8 @@ from tqdm import tqdm
 from sandwich.codecs.stage import JpegStage
 from sandwich.evaluate.bd import pareto_front
 from sandwich.metrics.ms_ssim import ms_ssim
-from sandwich.scenarios.base import as_numpy_rgb, mse_255, psnr_255
+from sandwich.metrics.psnr import mse, psnr
+from sandwich.sample_format import to_array
 
 
 @dataclass
@@ -26,7 +27,7 @@ class RdPoint:
 
     ``ms_ssim`` is None when it was not measured (it costs more than the rest; see :func:`sweep`).
     ``image_bpp`` is each image's rate; ``examples`` the (bottleneck, output) uint8 RGB pair of the
-    first images, for figures.
+    first images (``(H, W)`` or ``(H, W, 3)`` uint8), for figures.
     """
 
     variant: str
@@ -59,21 +60,21 @@ def sweep(
     points = []
     for quality in qualities:
         level = torch.tensor([codec.real_level(quality)])
-        bpp, psnr, ssim, examples = [], [], [], []
+        bpp, psnr_db, ssim, examples = [], [], [], []
         for i, image in enumerate(images):
             bottleneck = pre(image, level.to(image.device))
             decoded, bits = codec.code_real(bottleneck, quality)
             recon = post(decoded, level.to(image.device)).clamp(0, 1)
             bpp.append(float(bits[0]) / (image.shape[-2] * image.shape[-1]))
-            psnr.append(float(psnr_255(mse_255(image, recon))[0]))
+            psnr_db.append(float(psnr(mse(image, recon))[0]))
             if with_ms_ssim:
                 ssim.append(ms_ssim(image, recon))
             if i < keep:
-                examples.append((as_numpy_rgb(bottleneck[0].clamp(0, 1)), as_numpy_rgb(recon[0])))
+                examples.append((to_array(bottleneck[0]), to_array(recon[0])))
             if progress is not None:
                 progress.update()
         mean_ssim = float(np.mean(ssim)) if with_ms_ssim else None
-        points.append(RdPoint(variant, quality, float(np.mean(bpp)), float(np.mean(psnr)), mean_ssim, bpp, examples))
+        points.append(RdPoint(variant, quality, float(np.mean(bpp)), float(np.mean(psnr_db)), mean_ssim, bpp, examples))
     return points
 
 

@@ -45,7 +45,7 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from sandwich.codecs.blockcodec import TIE_TOLERANCE, tile_step
+from sandwich.codecs.block_levels import TIE_TOLERANCE, tile_step
 from sandwich.codecs.dct import dct_matrix
 from sandwich.codecs.kernels import reference
 from sandwich.codecs.kernels.numba_runtime import JIT, run_items

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sandwich.codecs.blockcodec import FEATURES, _dc, _log_feature_grad, quantize_levels, tile_step
-from sandwich.codecs.dct import _separable, block_dct, block_idct, dct_matrix
+from sandwich.codecs.block_levels import FEATURES, dc_values, log_feature_grad, quantize_levels, tile_step
+from sandwich.codecs.dct import block_dct, block_idct, dct_matrix, separable
 
 
 def padded_size(h: int, w: int, block: int) -> tuple[int, int]:
@@ -59,9 +59,9 @@ def _features(u: Tensor, levels: Tensor, dc_u: Tensor) -> Tensor:
     acc = torch.float64
     mags = levels.abs()
     log_mag = torch.log2(mags + 1.0)
-    dc_log = _dc(log_mag).sum(dim=(1, 2), dtype=acc)
+    dc_log = dc_values(log_mag).sum(dim=(1, 2), dtype=acc)
     ac_log = log_mag.sum(dim=(1, 2, 3, 4, 5), dtype=acc) - dc_log
-    nonzero = (mags > 0).sum(dim=(1, 2, 3, 4, 5)) - (_dc(mags) > 0).sum(dim=(1, 2))
+    nonzero = (mags > 0).sum(dim=(1, 2, 3, 4, 5)) - (dc_values(mags) > 0).sum(dim=(1, 2))
     count = torch.full_like(ac_log, float(c * hb * wb))
     return torch.stack([ac_log, nonzero.to(acc), dc_diff_log(dc_u), dc_log, count], dim=1).to(u.dtype)
 
@@ -90,12 +90,12 @@ def forward_with_matrix(planes: Tensor, step: Tensor, d: Tensor, noise: Tensor |
     hp, wp = x.shape[-2:]
     view = (n, c, hp // block, block, wp // block, block)
     tiled = tile_step(step, n, block)
-    u = _separable(x, d, d.T).view(view).div_(tiled)
+    u = separable(x, d, d.T).view(view).div_(tiled)
     levels = quantize_levels(u)
-    dc_u = _dc(u)
+    dc_u = dc_values(u)
     features = _features(u, levels, dc_u)
     coded = levels if noise is None else u + noise.view(view)
-    recon = _separable(coded.mul_(tiled).view(n, c, hp, wp), d.T, d)
+    recon = separable(coded.mul_(tiled).view(n, c, hp, wp), d.T, d)
     if (hp, wp) != (h, w):
         recon = recon[..., :h, :w].contiguous()
     return recon, features, dc_u.reshape(n, c, hp // block, wp // block).contiguous()
@@ -105,9 +105,9 @@ def dc_grad(dc_u: Tensor, grad_features: Tensor) -> Tensor:
     """``(N, C, Hb*Wb)`` gradient of the DC statistics (``dc_diff_log``, ``dc_log``) w.r.t. the DC ``u``."""
     n = dc_u.shape[0]
     dc_diff = torch.diff(dc_u, dim=-1, prepend=torch.zeros_like(dc_u[..., :1]))
-    g_diff = _log_feature_grad(dc_diff) * grad_features[:, 2].view(n, 1, 1)
+    g_diff = log_feature_grad(dc_diff) * grad_features[:, 2].view(n, 1, 1)
     g_dc = g_diff - F.pad(g_diff[..., 1:], (0, 1))
-    return g_dc + _log_feature_grad(dc_u) * grad_features[:, 3].view(n, 1, 1)
+    return g_dc + log_feature_grad(dc_u) * grad_features[:, 3].view(n, 1, 1)
 
 
 def backward(
@@ -145,20 +145,20 @@ def backward_with_matrix(
     hb, wb = hp // block, wp // block
     view = (n, c, hb, block, wb, block)
     tiled = tile_step(step, n, block)
-    u = _separable(x, d, d.T).view(view).div_(tiled)
+    u = separable(x, d, d.T).view(view).div_(tiled)
     if (hp, wp) != (h, w):
         grad_recon = F.pad(grad_recon, (0, wp - w, 0, hp - h))
     # Gradient w.r.t. the dequantised coefficients q·Δ (adjoint of the inverse DCT).
-    g_coded = _separable(grad_recon, d, d.T).view(view)
+    g_coded = separable(grad_recon, d, d.T).view(view)
     # Rate statistics, differentiated as functions of the unrounded u.
     gf = grad_features.view(n, len(FEATURES), 1, 1, 1, 1, 1)
-    g_feat = _log_feature_grad(u) * gf[:, 0] + torch.sign(u) * (u.abs() < 1) * gf[:, 1]
+    g_feat = log_feature_grad(u) * gf[:, 0] + torch.sign(u) * (u.abs() < 1) * gf[:, 1]
     g_feat[:, :, :, 0, :, 0] = dc_grad(dc.reshape(n, c, hb * wb), grad_features).view(n, c, hb, wb)
     grad_planes = grad_step = planes.new_empty(0)
     if need_planes:
         # Straight-through rounding: d(q·Δ)/du = Δ.
         g_u = g_coded * tiled + g_feat
-        grad_planes = _fold(_separable(g_u.div_(tiled).view(n, c, hp, wp), d.T, d), h, w)
+        grad_planes = _fold(separable(g_u.div_(tiled).view(n, c, hp, wp), d.T, d), h, w)
     if need_step:
         levels = u + noise.view(view) if noise is not None else quantize_levels(u)
         # recon depends on Δ through q(c/Δ)·Δ -> q - u; the statistics through u = c/Δ -> -u/Δ.

@@ -39,7 +39,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from sandwich.codecs.blockcodec import TIE_TOLERANCE
+from sandwich.codecs.block_levels import TIE_TOLERANCE
 from sandwich.codecs.dct import dct_matrix
 
 NUM_FEATURES = 5

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sandwich.codecs.blockcodec import FEATURES
+from sandwich.codecs.block_levels import FEATURES
 from sandwich.codecs.jpeg_proxy import ProxyOutput
 from sandwich.codecs.real.jpeg import JpegCodec
 

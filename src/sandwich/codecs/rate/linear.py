@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from sandwich.codecs.blockcodec import FEATURES, CodedPlanes
+from sandwich.codecs.block_levels import FEATURES
+from sandwich.codecs.blockcodec import CodedPlanes
 
 PARAMS_PATH = Path(__file__).with_name("jpeg_linear.json")
 KIND_FEATURES = (*FEATURES, "run_log")
