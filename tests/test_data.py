@@ -256,6 +256,19 @@ def test_recolour_permutes_channels_and_scales_chroma_about_the_luma() -> None:
     assert np.abs(vivid - expected)[unclipped].max() <= 1.5
 
 
+def test_defocus_augment_blurs_the_crops_it_draws(shard_dir: Path) -> None:
+    def roughness(defocus: float) -> float:
+        data = ShardDataModule(str(shard_dir), crop=48, batch_size=4, batches_per_epoch=6, seed=0, defocus_augment=defocus)
+        data.setup("fit")
+        batches = torch.cat(list(data.train_dataloader()))
+        return float((batches[..., 1:] - batches[..., :-1]).abs().mean())
+
+    sharp, half, blurred = roughness(0.0), roughness(0.5), roughness(1.0)
+    assert blurred < 0.6 * sharp and blurred < half < sharp  # a Gaussian of sigma >= 1 px removes most pixel-to-pixel detail
+    with pytest.raises(InputError, match="defocus_augment"):
+        ShardDataModule(str(shard_dir), defocus_augment=1.5)
+
+
 def test_val_yields_each_val_image_once_as_centre_crops(shard_dir: Path, photo_folder: tuple[Path, dict[str, np.ndarray]]) -> None:
     photos = photo_folder[1]
     data = ShardDataModule(str(shard_dir), val_crop=64)

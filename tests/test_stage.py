@@ -49,3 +49,44 @@ def test_bad_level_range_is_refused():
 def test_psnr_rate_is_minus_psnr_plus_lambda_bpp():
     mse, bpp = torch.tensor([65.025, 6.5025]), torch.tensor([0.5, 2.0])
     torch.testing.assert_close(psnr_rate(mse, bpp, 4.0), torch.tensor([-30.0 + 2.0, -40.0 + 8.0]))
+
+
+def test_lambda_follows_the_level_with_its_exponent(tmp_path):
+    """``lmbda_level_exponent`` γ: the rate term of an image at level ℓ is ``λ · 2**(γ·ℓ) · bpp``."""
+    from sandwich.config import compose
+    from sandwich.scenarios.base import SandwichOutput
+    from sandwich.scenarios.registry import create_module
+
+    module = create_module(compose(["experiment=rgb_jpeg420", "loss=mse_rate", "lmbda=10", "lmbda_level_exponent=1.5", f"out_dir={tmp_path}"]))
+    source = torch.full((2, 3, 8, 8), 0.5)
+    recon = source + torch.tensor([1.0, 2.0])[:, None, None, None] / 255  # MSE 1 and 4
+    out = SandwichOutput(source, source, recon, bits=torch.tensor([64.0, 128.0]), level=torch.tensor([0.0, 2.0]))  # 1 and 2 bpp
+    expected = ((1 + 10 * 1) + (4 + 10 * 2**3 * 2)) / 2
+    assert float(module._losses(source, out)["loss"]) == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_real_codec_writes_the_rounded_learned_steps():
+    """Trainable steps moved off the IJG tables: the file's DQT (read back by Pillow) holds them rounded,
+    and ``code_real`` without a quality decodes that file."""
+    import io
+
+    from PIL import Image
+
+    from sandwich.codecs.real.jpeg import JpegCodec
+    from sandwich.data.samples import load_photo
+    from sandwich.sample_format import to_array, to_tensor
+
+    stage = JpegStage("420", quality=50, trainable=True)
+    luma, chroma = (np.asarray(t, dtype=np.float64) for t in ijg_tables(50))
+    wanted = (luma * 1.3713 + 0.0917, chroma * 0.618 + 1.0917)  # every entry at least 0.01 away from a rounding tie
+    with torch.no_grad():
+        stage.proxy.luma_param.copy_(torch.tensor(wanted[0] - 1))
+        stage.proxy.chroma_param.copy_(torch.tensor(wanted[1] - 1))
+    expected = [np.clip(np.floor(w + 0.5), 1, 255).astype(int) for w in wanted]
+    x = to_tensor(load_photo("skimage/coffee")[:64, :80])[None]
+    data = JpegCodec("420").encode_with_tables(to_array(x[0]), *stage.learned_tables()).data
+    written = Image.open(io.BytesIO(data)).quantization
+    assert np.array_equal(np.array(written[0]).reshape(8, 8), expected[0])
+    assert np.array_equal(np.array(written[1]).reshape(8, 8), expected[1])
+    decoded, bits = stage.code_real(x)
+    assert np.array_equal(to_array(decoded[0]), JpegCodec("420").decode(data))

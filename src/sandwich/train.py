@@ -17,9 +17,11 @@ from typing import Any
 
 import lightning as L
 import yaml
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, WeightAveraging
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+from torch.optim.swa_utils import get_ema_avg_fn
 
 from sandwich.config import GROUPS, compose, group_options
 from sandwich.data.datamodule import ShardDataModule
@@ -34,14 +36,16 @@ class CheckpointOnInterrupt(Callback):
     """Write ``last.ckpt`` when training stops on an exception or Ctrl-C, so a rerun resumes from there.
 
     (Lightning's ``OnExceptionCheckpoint`` deletes its file again at teardown and turns every later
-    ``fit`` into a resume; this one does neither.)
+    ``fit`` into a resume; this one does neither.) Single-process runs only: saving is a collective
+    (a barrier across ranks), and after an exception on one rank the others may be gone, so a
+    multi-rank run resumes from its last periodic ``last.ckpt`` instead of hanging here.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:  # noqa: D102
-        if trainer.global_step > 0:
+        if trainer.global_step > 0 and trainer.world_size == 1:
             trainer.save_checkpoint(self.path)
             print(f"\nsandwich: training stopped at step {trainer.global_step}; saved {self.path} (rerun to resume)")
 
@@ -60,6 +64,8 @@ def _check(config: dict[str, Any]) -> None:
         raise InputError(f"config: lmbda={config['lmbda']} must be > 0")
     if config["optim"]["lr"] <= 0:
         raise InputError(f"config: optim.lr={config['optim']['lr']} must be > 0")
+    if config["optim"]["warmup_steps"] < 0:
+        raise InputError(f"config: optim.warmup_steps={config['optim']['warmup_steps']} must be >= 0")
     data = config["data"]
     for key in ("crop", "batch_size", "batches_per_epoch", "val_crop"):
         if data[key] < 1:
@@ -67,6 +73,8 @@ def _check(config: dict[str, Any]) -> None:
     qualities = config["val_qualities"]
     if not qualities or not all(isinstance(q, int) and 1 <= q <= 100 for q in qualities):
         raise InputError(f"config: val_qualities={qualities} must be a non-empty list of qualities 1..100")
+    if config["ema_decay"] is not None and not 0 < config["ema_decay"] < 1:
+        raise InputError(f"config: ema_decay={config['ema_decay']} must be in (0, 1) or null")
     if config["checkpoint_every"] < 1:
         raise InputError(f"config: checkpoint_every={config['checkpoint_every']} must be >= 1")
 
@@ -84,6 +92,10 @@ def build(config: dict[str, Any]) -> tuple[SandwichModule, ShardDataModule, L.Tr
         ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val/loss", mode="min", save_top_k=1, enable_version_counter=False),
         CheckpointOnInterrupt(checkpoints / "last.ckpt"),
     ]
+    if config["ema_decay"] is not None:
+        # Validation, best.ckpt and the checkpoints' state_dict hold the weights' moving average; the raw
+        # weights travel in the checkpoint too, so a resumed run continues both.
+        callbacks.append(WeightAveraging(avg_fn=get_ema_avg_fn(config["ema_decay"])))
     try:
         trainer = L.Trainer(
             default_root_dir=out_dir, logger=_logger(config["logger"]["kind"], out_dir), callbacks=callbacks, **config["trainer"]
@@ -91,6 +103,15 @@ def build(config: dict[str, Any]) -> tuple[SandwichModule, ShardDataModule, L.Tr
     except (MisconfigurationException, TypeError, ValueError) as exc:
         raise InputError(f"trainer: {exc}") from None
     return module, data, trainer
+
+
+@rank_zero_only
+def _write_config(out_dir: Path, config: dict[str, Any], resume: bool, last: Path) -> None:
+    """The run folder's ``config.yaml`` (and a note when resuming), from rank 0 only."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    if resume:
+        print(f"sandwich: resuming from {last}")
 
 
 def best_checkpoint(last: Path) -> Path:
@@ -105,10 +126,7 @@ def train(config: dict[str, Any]) -> Path:
     out_dir = Path(config["out_dir"])
     last = out_dir / "checkpoints" / "last.ckpt"
     resume = config["resume"] and last.is_file()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    if resume:
-        print(f"sandwich: resuming from {last}")
+    _write_config(out_dir, config, resume, last)
     trainer.fit(module, datamodule=data, ckpt_path=last if resume else None)
     trainer.save_checkpoint(last)
     return last

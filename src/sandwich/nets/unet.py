@@ -1,9 +1,17 @@
 """The U-Net of the sandwich papers, with the presets of their Table II.
 
-Structure (Ronneberger et al.): per encoder level two 3x3 convolutions with ReLU, then 2x2 max-pooling;
+Structure (Ronneberger et al.): per encoder level two 3x3 convolutions with leaky ReLU, then 2x2 max-pooling;
 a bottleneck of two 3x3 convolutions; per decoder level bilinear 2x up-sampling, concatenation with the
-encoder's skip, two 3x3 convolutions with ReLU; a final 3x3 convolution to the output channels (no
-activation). No normalisation layers. With these choices the parameter counts equal the papers' Table II
+encoder's skip, two 3x3 convolutions with leaky ReLU; a final 3x3 convolution to the output channels (no
+activation). No normalisation layers, so the hidden convolutions start from He (Kaiming-normal, fan-in)
+weights and zero biases, which keep the activations' scale through the stack (PyTorch's default init
+shrinks them layer by layer: a post-filter then learned several times slower, measured on JPEG q20).
+The activation is a leaky ReLU (slope :data:`LEAK` below zero) where the papers use a plain ReLU: a
+sandwich's U-Nets start as a zero correction (zero head) and are pushed back towards zero wherever
+the codec is already good (high qualities), and with plain ReLUs that push kills whole layers (the
+post-processor's last decoder layer of ``rgb_jpeg420``: 0.2% of its units active after 600 steps, a
+sandwich equal to its codec). A dead leaky unit still passes gradient and comes back. Parameter
+counts are unchanged. With these choices the parameter counts equal the papers' Table II
 exactly (tested), e.g. 7,847,491 for the paper's ``[32, 64, 128, 256]; [512, 256, 128, 64, 32]`` 3->3.
 
 Inputs of any size work: they are padded (replicate) to a multiple of ``2**levels`` and the output is
@@ -33,9 +41,12 @@ UNET_PRESETS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
 }
 
 
+LEAK = 0.1  # negative slope of the activations (module doc)
+
+
 def _double_conv(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True)
+        nn.Conv2d(cin, cout, 3, padding=1), nn.LeakyReLU(LEAK, inplace=True), nn.Conv2d(cout, cout, 3, padding=1), nn.LeakyReLU(LEAK, inplace=True)
     )
 
 
@@ -73,6 +84,10 @@ class UNet(nn.Module):
             self.up.append(_double_conv(channels + skip, width))
             channels = width
         self.head = nn.Conv2d(channels, out_channels, 3, padding=1)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d) and module is not self.head:
+                nn.init.kaiming_normal_(module.weight, a=LEAK, nonlinearity="leaky_relu")
+                nn.init.zeros_(module.bias)
 
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102
         h, w = x.shape[-2:]
