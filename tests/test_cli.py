@@ -56,6 +56,17 @@ def test_bench_proxy_writes_report(photo_dir: Path, tmp_path: Path) -> None:
     assert "rate_median_abs_rel_err" in result.stdout
 
 
+def test_bench_train_writes_step_figures(tmp_path: Path) -> None:
+    out = tmp_path / "bench-train.json"
+    result = sandwich("bench", "train", "--repeats", "1", "--json", str(out), "experiment=rgb_jpeg420", "data.crop=32", "data.batch_size=2")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["experiment"] == "rgb_jpeg420" and report["batch_size"] == 2 and report["crop"] == 32
+    assert report["step_ms"] > report["codec_ms"] > 0 and 0 < report["codec_share"] < 1
+    assert report["images_per_s"] == pytest.approx(2 / (report["step_ms"] / 1e3))
+    assert "step ms" in result.stdout
+
+
 def _assert_refused(result: subprocess.CompletedProcess, needle: str, out: Path) -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

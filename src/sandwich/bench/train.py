@@ -28,7 +28,7 @@ def measure(config: dict, repeats: int = 5) -> dict:
     batch, crop = config["data"]["batch_size"], config["data"]["crop"]
     torch.manual_seed(config["seed"])
     module = create_module(config).train()
-    optimizer = module.configure_optimizers()
+    optimizer = module.configure_optimizers()["optimizer"]
     data = ShardDataModule(**config["data"], seed=config["seed"])
     data.setup("fit")
     x = next(iter(data.train_dataloader()))  # one batch of the run's own training data, reused every step
