@@ -146,6 +146,10 @@ def test_eval_refusals_leave_nothing_behind(gray_checkpoint, image_folder, tmp_p
     other["sandwich_config"]["net"]["unet"] = "slim"  # weights of another U-Net
     torch.save(other, tmp_path / "mismatch.ckpt")
     _refused(capsys, ["eval", "--ckpt", str(tmp_path / "mismatch.ckpt"), "--images", str(image_folder), *args], "do not match")
+    old = torch.load(gray_checkpoint, weights_only=False)
+    del old["sandwich_config"]["lmbda_level_exponent"]  # a checkpoint from before the key existed
+    torch.save(old, tmp_path / "old.ckpt")
+    _refused(capsys, ["eval", "--ckpt", str(tmp_path / "old.ckpt"), "--images", str(image_folder), *args], "'lmbda_level_exponent'")
     (tmp_path / "empty").mkdir()
     _refused(capsys, ["eval", "--ckpt", str(gray_checkpoint), "--images", str(tmp_path / "empty"), *args], "no images")
     bad = tmp_path / "bad"

@@ -15,8 +15,9 @@ def load_module(path: str | Path) -> SandwichModule:
     """The module stored in ``path`` (its configuration and weights), in eval mode on CPU.
 
     Raises:
-        InputError: the file is missing, not a checkpoint, was not written by ``sandwich train``, or its
-            weights do not fit the configuration it carries.
+        InputError: the file is missing, not a checkpoint, was not written by ``sandwich train``, its
+            configuration lacks a key this version needs (written by an older version), or its weights do
+            not fit the configuration it carries.
     """
     path = Path(path)
     if not path.is_file():
@@ -27,7 +28,10 @@ def load_module(path: str | Path) -> SandwichModule:
         raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
     if not isinstance(checkpoint, dict) or "sandwich_config" not in checkpoint or "state_dict" not in checkpoint:
         raise InputError(f"{path}: not a sandwich checkpoint (no sandwich_config / state_dict)")
-    module = create_module(checkpoint["sandwich_config"])
+    try:
+        module = create_module(checkpoint["sandwich_config"])
+    except KeyError as exc:
+        raise InputError(f"{path}: its configuration has no {exc.args[0]!r} (written by an older sandwich; retrain it)") from None
     try:
         module.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as exc:
