@@ -20,7 +20,7 @@ def sandwich(*args: str) -> subprocess.CompletedProcess:
 
 def test_help() -> None:
     assert sandwich("--help").returncode == 0
-    for command, options in (("train", ["experiment:", "gray_jpeg"]), ("eval", ["--ckpt", "--qualities"]), ("shards", ["--val-fraction"]),
+    for command, options in (("train", ["experiment:", "gray_jpeg"]), ("eval", ["--ckpt", "--levels"]), ("shards", ["--val-fraction"]),
                              ("demo", ["--out", "--minutes"]), ("bench train", ["--json"])):
         result = sandwich(*command.split(), "--help")
         assert result.returncode == 0 and all(option in result.stdout for option in options), command

@@ -63,9 +63,13 @@ def test_processor_starts_as_its_bypass_and_its_unet_learns_from_step_one():
     assert pre.unet.head.weight.grad.abs().sum() > 0 and pre.mlp.layers[-1].weight.grad.abs().sum() > 0
 
 
-def test_processor_channel_mismatch_is_refused():
+def test_processor_channel_mismatch_and_foreign_bypass_options_are_refused():
     with pytest.raises(InputError, match="maps 3 -> 1"):
         Processor(3, 3, "luma")
+    with pytest.raises(InputError, match="bypass luma: unknown option.s. alpha; it takes no options"):
+        Processor(3, 1, {"name": "luma", "alpha": 1.5})
+    with pytest.raises(InputError, match="unknown bypass 'lumma'"):
+        Processor(3, 1, "lumma")
 
 
 def test_haar_and_colour_transforms_invert():
@@ -110,7 +114,7 @@ def test_conditioned_processor_starts_as_its_bypass_at_every_level(bypass):
         pre = Processor(3, 3, "identity", mlp=True, unet="u8_16", conditioned=True)
         assert torch.equal(pre(x, levels), x)
     else:
-        pre = Processor(3, 1, "texture_embed", unet="u8_16", alpha=1.5, alpha_trainable=True, conditioned=True)
+        pre = Processor(3, 1, {"name": "texture_embed", "alpha": 1.5, "trainable": True}, unet="u8_16", conditioned=True)
         assert torch.equal(pre(x, levels), TextureEmbed(1.5)(x))
 
 

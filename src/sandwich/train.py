@@ -26,10 +26,15 @@ from torch.optim.swa_utils import get_ema_avg_fn
 from sandwich.config import GROUPS, compose, group_options
 from sandwich.data.datamodule import ShardDataModule
 from sandwich.errors import InputError
+from sandwich.registry import Registry
 from sandwich.scenarios.base import SandwichModule
 from sandwich.scenarios.registry import create_module
 
-LOGGERS = ("csv", "tensorboard")
+# Loggers by name (``logger.name`` in the config), each built for the run folder.
+LOGGERS: Registry[Logger] = Registry(
+    "logger",
+    {"csv": lambda out_dir: CSVLogger(out_dir, name="csv"), "tensorboard": lambda out_dir: TensorBoardLogger(out_dir, name="tensorboard")},
+)
 
 
 class CheckpointOnInterrupt(Callback):
@@ -50,18 +55,8 @@ class CheckpointOnInterrupt(Callback):
             print(f"\nsandwich: training stopped at step {trainer.global_step}; saved {self.path} (rerun to resume)")
 
 
-def _logger(kind: str, out_dir: Path) -> Logger:
-    if kind == "csv":
-        return CSVLogger(out_dir, name="csv")
-    if kind == "tensorboard":
-        return TensorBoardLogger(out_dir, name="tensorboard")
-    raise InputError(f"logger.kind {kind!r} not one of {', '.join(LOGGERS)}")
-
-
 def _check(config: dict[str, Any]) -> None:
     """Values the config files cannot type-check: ranges and relations."""
-    if config["lmbda"] <= 0:
-        raise InputError(f"config: lmbda={config['lmbda']} must be > 0")
     if config["optim"]["lr"] <= 0:
         raise InputError(f"config: optim.lr={config['optim']['lr']} must be > 0")
     if config["optim"]["warmup_steps"] < 0:
@@ -70,9 +65,8 @@ def _check(config: dict[str, Any]) -> None:
     for key in ("crop", "batch_size", "batches_per_epoch", "val_crop"):
         if data[key] < 1:
             raise InputError(f"config: data.{key}={data[key]} must be >= 1")
-    qualities = config["val_qualities"]
-    if not qualities or not all(isinstance(q, int) and 1 <= q <= 100 for q in qualities):
-        raise InputError(f"config: val_qualities={qualities} must be a non-empty list of qualities 1..100")
+    if not config["codec"]["val_levels"]:
+        raise InputError("config: codec.val_levels is empty; validation needs at least one knob value of the real codec")
     if config["ema_decay"] is not None and not 0 < config["ema_decay"] < 1:
         raise InputError(f"config: ema_decay={config['ema_decay']} must be in (0, 1) or null")
     if config["checkpoint_every"] < 1:
@@ -98,7 +92,7 @@ def build(config: dict[str, Any]) -> tuple[SandwichModule, ShardDataModule, L.Tr
         callbacks.append(WeightAveraging(avg_fn=get_ema_avg_fn(config["ema_decay"])))
     try:
         trainer = L.Trainer(
-            default_root_dir=out_dir, logger=_logger(config["logger"]["kind"], out_dir), callbacks=callbacks, **config["trainer"]
+            default_root_dir=out_dir, logger=LOGGERS.from_config(config["logger"], out_dir), callbacks=callbacks, **config["trainer"]
         )
     except (MisconfigurationException, TypeError, ValueError) as exc:
         raise InputError(f"trainer: {exc}") from None

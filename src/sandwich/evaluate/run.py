@@ -1,13 +1,17 @@
 """``sandwich eval``: a trained sandwich and its configuration's baselines, through the real codec.
 
 For every image in a folder (any size; or the embedded colour photos of one source, ``--samples``), the
-trained pre-processor (told the level of the quality, see :mod:`sandwich.codecs.stage`), the real codec at each quality and
-the post-processor; the same for every baseline of the scenario (a baseline with several variants, e.g.
-the texture embedding's gains, is merged into one curve by its Pareto front). Writes to OUTDIR:
+trained pre-processor (told the level of the knob value, see :mod:`sandwich.codecs.stage`), the real
+codec (the config's: JPEG, HEVC, AV1, ...) at each knob value (quality or QP) and the post-processor;
+the same for every baseline of the scenario (a baseline with several variants, e.g. the texture
+embedding's gains, is merged into one curve by its Pareto front). Writes to OUTDIR:
 
-* ``results.json``: CompressAI-format entry for the sandwich, ``"baselines"`` (same format, by name;
-  ``"codec"`` is the codec alone), ``"bd"`` (BD-rate and BD-PSNR of the sandwich vs each baseline);
-* ``rd.png``: all RD curves; ``examples.png``: source, bottleneck, sandwich and baselines side by side;
+* ``results.json``: CompressAI-format entry for the sandwich, ``"codec"`` (the real codec in words),
+  ``"baselines"`` (same format, by name; ``"codec"`` is the codec alone), ``"bd"`` (per quality metric,
+  ``psnr-rgb`` and ``ms-ssim-db`` = ``-10 log10(1 - MS-SSIM)``: BD-rate and BD-quality of the sandwich
+  vs each baseline, on the Pareto fronts in that metric);
+* ``rd.png`` (PSNR) and ``rd_ms-ssim.png``: all RD curves; ``examples.png``: source, bottleneck,
+  sandwich and baselines side by side;
 * ``index.html``: the above on one page.
 
 bpp is the real codec's payload bits per source pixel. Outputs are written to a temporary folder and
@@ -24,7 +28,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from sandwich.data.images import list_images, read_rgb8
@@ -32,17 +35,18 @@ from sandwich.data.samples import COLOR_PHOTOS_BY_SOURCE, load_photos
 from sandwich.evaluate.bd import bd_metrics, psnr_gap_range
 from sandwich.evaluate.checkpoint import load_module
 from sandwich.evaluate.report import plot_rd, results_entry, save_examples, write_index_html
-from sandwich.evaluate.sweep import RdPoint, front, results, sweep
+from sandwich.evaluate.sweep import METRICS, RdPoint, curve, front, results, sweep
 from sandwich.errors import InputError
 from sandwich.sample_format import to_tensor
 from sandwich.scenarios.base import SandwichModule
 
 EXAMPLE_ROWS = 4
+FIGURES = {"psnr-rgb": "rd.png", "ms-ssim-db": "rd_ms-ssim.png"}  # RD plot file per metric of METRICS
 
 
-def _example_rows(images: dict[str, np.ndarray], sandwich: list[RdPoint], baselines: dict[str, list[RdPoint]]) -> list:
-    """Per image: the source, the bottleneck and output of the sandwich at its middle quality, each baseline
-    at the nearest rate."""
+def _example_rows(images: dict[str, np.ndarray], sandwich: list[RdPoint], baselines: dict[str, list[RdPoint]], prefix: str) -> list:
+    """Per image: the source, the bottleneck and output of the sandwich at its middle knob value, each
+    baseline at the nearest rate."""
     middle = sandwich[len(sandwich) // 2]
     rows = []
     for i, (name, (bottleneck, recon)) in enumerate(zip(images, middle.examples)):
@@ -50,91 +54,93 @@ def _example_rows(images: dict[str, np.ndarray], sandwich: list[RdPoint], baseli
         panels = [
             ("source", images[name]),
             ("bottleneck (codec input)", bottleneck),
-            (f"sandwich q{middle.quality}: {bpp:.2f} bpp", recon),
+            (f"sandwich {prefix}{middle.knob}: {bpp:.2f} bpp", recon),
         ]
         for label, points in baselines.items():
             nearest = min(points, key=lambda p: abs(p.image_bpp[i] - bpp))
-            panels.append((f"{label} ({nearest.variant} q{nearest.quality}): {nearest.image_bpp[i]:.2f} bpp", nearest.examples[i][1]))
+            panels.append((f"{label} ({nearest.variant} {prefix}{nearest.knob}): {nearest.image_bpp[i]:.2f} bpp", nearest.examples[i][1]))
         rows.append((name, panels))
     return rows
 
 
-def _measure_ms_ssim(points: list[RdPoint], variants: dict[str, tuple], codec, images: list[torch.Tensor]) -> None:
-    """Fill in MS-SSIM for ``points`` (baseline front points: only they are reported) by coding them again."""
-    for point in points:
-        pre, post = variants[point.variant]
-        point.ms_ssim = sweep(pre, post, codec, images, [point.quality], point.variant)[0].ms_ssim
+def bd_report(baselines: dict[str, list[RdPoint]], sandwich: list[RdPoint]) -> dict[str, dict[str, dict]]:
+    """``{metric: {baseline: BD figures and gain range}}`` of the sandwich against each baseline's points,
+    for every quality metric of :data:`~sandwich.evaluate.sweep.METRICS` (fronts taken per metric)."""
+    return {
+        metric: {
+            name: bd_metrics(*curve(points, metric), *curve(sandwich, metric)) | {"gap": psnr_gap_range(*curve(points, metric), *curve(sandwich, metric))}
+            for name, points in baselines.items()
+        }
+        for metric in METRICS
+    }
 
 
 def evaluate(
-    module: SandwichModule, images: dict[str, np.ndarray], out_dir: Path, qualities: Sequence[int] | None = None, intro: Sequence[str] = ()
+    module: SandwichModule, images: dict[str, np.ndarray], out_dir: Path, knobs: Sequence[int] | None = None, intro: Sequence[str] = ()
 ) -> dict:
     """Evaluate ``module`` and its baselines on ``images`` (``{name: (H, W, 3) uint8}``); write the report.
 
+    ``knobs``: the real codec's knob values (qualities or QPs; default: the config's ``codec.levels``).
     Returns the ``results.json`` content.
     """
-    qualities = list(qualities or module.config["codec"]["qualities"])
-    if len(qualities) < 4:
-        raise InputError(f"eval: need at least 4 qualities for BD figures, got {qualities}")
-    for q in qualities:
-        module.codec.real.check_level(q)
-    tensors = [to_tensor(a)[None] for a in images.values()]
+    codec = module.codec
+    knobs = list(knobs or codec.levels)
+    if len(knobs) < 4:
+        raise InputError(f"eval: need at least 4 knob values ({codec.knob}) for BD figures, got {knobs}")
+    for knob in knobs:
+        codec.real.check_level(knob)
+    tensors = [to_tensor(a, module.bit_depth)[None] for a in images.values()]
     names = list(images)
     baselines = module.baselines()
-    total = len(qualities) * len(tensors) * (1 + sum(len(v) for v in baselines.values()))
+    total = len(knobs) * len(tensors) * (1 + sum(len(v) for v in baselines.values()))
     keep = min(EXAMPLE_ROWS, len(tensors))
-    with tqdm(total=total, desc="eval (real codec)", unit="code") as progress:
-        sandwich = sweep(module.pre, module.post, module.codec, tensors, qualities, "sandwich", True, keep, progress)
+    with tqdm(total=total, desc=f"eval (real {codec.real.name})", unit="code") as progress:
+        sandwich = sweep(module, tensors, knobs, "sandwich", None, keep, progress)
         swept = {
-            name: [p for label, pre, post in variants for p in sweep(pre, post, module.codec, tensors, qualities, label, False, keep, progress)]
+            name: [p for label, variant in variants.items() for p in sweep(module, tensors, knobs, label, variant, keep, progress)]
             for name, variants in baselines.items()
         }
     fronts = {name: front(points) for name, points in swept.items()}
-    for name, points in fronts.items():
-        _measure_ms_ssim(points, {label: (pre, post) for label, pre, post in baselines[name]}, module.codec, tensors)
-    experiment = module.config["name"]
-    codec_name = module.config["codec"]["name"]
-    report = results_entry(
-        f"sandwich-{experiment}", f"{experiment}: trained sandwich around real {codec_name}, quality sweep {qualities}", results(sandwich)
-    )
+    experiment, described = module.config["name"], codec.describe()
+    report = results_entry(f"sandwich-{experiment}", f"{experiment}: trained sandwich around real {described}, {codec.knob} sweep {knobs}", results(sandwich, codec.knob))
+    report["codec"] = described
     report["baselines"] = {
-        name: results_entry(name, f"{name} baseline, real {codec_name}, Pareto front over variants x qualities", results(points))
+        name: results_entry(name, f"{name} baseline, real {described}, Pareto front (PSNR) over variants x {codec.knob}", results(points, codec.knob))
         | {"variants": [p.variant for p in points]}
         for name, points in fronts.items()
     }
-    report["bd"] = {
-        name: bd_metrics(*curve(points), *curve(sandwich)) | {"psnr_gap": psnr_gap_range(*curve(points), *curve(sandwich))}
-        for name, points in swept.items()
-    }
+    report["bd"] = bd_report(swept, sandwich)
     report["images"] = names
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
     try:
         (tmp / "results.json").write_text(json.dumps(report, indent=2))
-        curves = {"sandwich": results(sandwich)} | {name: results(points) for name, points in fronts.items()}
-        plot_rd(curves, tmp / "rd.png", f"{experiment} on {len(names)} images (real {codec_name})")
-        save_examples(_example_rows(images, sandwich, fronts), tmp / "examples.png")
+        title = f"{experiment} on {len(names)} images (real {described})"
+        figures = []
+        for metric, label in METRICS.items():
+            curves = {"sandwich": results(sandwich, codec.knob)} | {name: results(front(points, metric), codec.knob) for name, points in swept.items()}
+            plot_rd(curves, tmp / FIGURES[metric], title, metric)
+            figures.append((f"Rate-{label} curves (bpp from the real codec's payload bytes per source pixel)", FIGURES[metric]))
+        prefix = "q" if codec.knob == "quality" else codec.knob
+        save_examples(_example_rows(images, sandwich, fronts, prefix), tmp / "examples.png")
         table = [
-            {"vs baseline": name, "BD-PSNR (dB)": _fmt(bd["bd_psnr_db"]), "BD-rate (%)": _fmt(bd["bd_rate_percent"]),
-             "PSNR gain, min..max (dB)": _gap(bd["psnr_gap"]), "note": bd["note"] or ""}
-            for name, bd in report["bd"].items()
+            {"metric": METRICS[metric], "vs baseline": name, "BD-quality (dB)": _fmt(bd["bd_psnr_db"]), "BD-rate (%)": _fmt(bd["bd_rate_percent"]),
+             "gain, min..max (dB)": _gap(bd["gap"]), "note": bd["note"] or ""}
+            for metric, per_baseline in report["bd"].items()
+            for name, bd in per_baseline.items()
         ]
+        interpolation = next(iter(report["bd"]["psnr-rgb"].values()))["interpolation"]
         write_index_html(
             tmp / "index.html",
             f"sandwich: {experiment}",
-            [*intro, f"Images: {', '.join(names)}. Codec qualities: {qualities}. BD interpolation: {next(iter(report['bd'].values()))['interpolation']}."],
+            [*intro, f"Images: {', '.join(names)}. Codec: real {described}, {codec.knob} values {knobs}. BD interpolation: {interpolation}."],
             table,
-            [("Rate-distortion curves (bpp from the real codec's payload bytes per source pixel)", "rd.png"), ("Examples at similar rates", "examples.png")],
+            [*figures, ("Examples at similar rates", "examples.png")],
         )
         _replace(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return report
-
-
-def curve(points: list[RdPoint]) -> tuple[list[float], list[float]]:
-    """(bpp, PSNR) lists of ``points``."""
-    return [p.bpp for p in points], [p.psnr for p in points]
 
 
 def _fmt(value: float | None) -> str:
@@ -163,10 +169,11 @@ def _gap(gap: dict) -> str:
 
 
 def print_bd(report: dict) -> None:
-    """One line per baseline with the BD figures (or why they are missing) and the range of the PSNR gain."""
-    for name, bd in report["bd"].items():
-        line = f"  vs {name}: BD-PSNR {_fmt(bd['bd_psnr_db'])} dB, BD-rate {_fmt(bd['bd_rate_percent'])} %, gain {_gap(bd['psnr_gap'])} dB"
-        print(line + (f" ({bd['note']})" if bd["note"] else ""))
+    """One line per metric and baseline with the BD figures (or why they are missing) and the range of the gain."""
+    for metric, per_baseline in report["bd"].items():
+        for name, bd in per_baseline.items():
+            line = f"  {METRICS[metric]} vs {name}: BD {_fmt(bd['bd_psnr_db'])} dB, BD-rate {_fmt(bd['bd_rate_percent'])} %, gain {_gap(bd['gap'])} dB"
+            print(line + (f" ({bd['note']})" if bd["note"] else ""))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -179,14 +186,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the embedded colour photos of one source instead of a folder: sporco (Kodak/Waterloo, never trained on), "
         "matplotlib (the validation photo), skimage (the training photos)",
     )
-    parser.add_argument("--out", required=True, help="output folder for results.json, rd.png, examples.png, index.html")
-    parser.add_argument("--qualities", type=int, nargs="+", help="codec qualities to sweep (default: the config's codec.qualities)")
+    parser.add_argument("--out", required=True, help="output folder for results.json, rd*.png, examples.png, index.html")
+    parser.add_argument("--levels", type=int, nargs="+", help="the real codec's knob values to sweep: JPEG qualities, HEVC QPs, ... (default: the config's codec.levels)")
 
 
 def run(args: argparse.Namespace) -> None:
     """``sandwich eval`` entry point."""
     module = load_module(args.ckpt)
     images = read_images(args.images) if args.images else load_photos(COLOR_PHOTOS_BY_SOURCE[args.samples])
-    report = evaluate(module, images, Path(args.out), args.qualities)
-    print(f"sandwich: wrote {args.out}/results.json, rd.png, examples.png, index.html")
+    report = evaluate(module, images, Path(args.out), args.levels)
+    print(f"sandwich: wrote {args.out}/results.json, {', '.join(FIGURES.values())}, examples.png, index.html")
     print_bd(report)

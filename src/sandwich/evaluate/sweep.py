@@ -1,7 +1,8 @@
-"""RD sweeps with the real codec: a pre/post pair over the codec's qualities, metrics per image, averaged.
+"""RD sweeps with the real codec: a sandwich (or one baseline variant) over the codec's knob values.
 
-Rates are bits per source pixel from the real codec's payload bytes; PSNR (dB, 8-bit peak, RGB) and
-MS-SSIM are averaged over images, as CompressAI's evaluation does.
+Rates are bits per source pixel from the real codec's payload bytes; PSNR (dB, the source's bit depth,
+RGB) and MS-SSIM are averaged over images, as CompressAI's evaluation does. Quality metrics by name
+(:data:`METRICS`) give the Pareto fronts and BD figures of a report.
 """
 
 from __future__ import annotations
@@ -11,85 +12,91 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm import tqdm
 
-from sandwich.codecs.stage import JpegStage
 from sandwich.evaluate.bd import pareto_front
-from sandwich.metrics.ms_ssim import ms_ssim
+from sandwich.metrics.ms_ssim import ms_ssim, ms_ssim_db
 from sandwich.metrics.psnr import mse, psnr
+from sandwich.nets.processor import Processor
 from sandwich.sample_format import to_array
+from sandwich.scenarios.base import SandwichModule
+
+# CompressAI results key -> how a report names it; every one rises with quality and is in dB.
+METRICS = {"psnr-rgb": "PSNR", "ms-ssim-db": "MS-SSIM (dB)"}
 
 
 @dataclass
 class RdPoint:
-    """One quality of one method, averaged over the images.
+    """One knob value (quality or QP) of one method, averaged over the images.
 
-    ``ms_ssim`` is None when it was not measured (it costs more than the rest; see :func:`sweep`).
-    ``image_bpp`` is each image's rate; ``examples`` the (bottleneck, output) uint8 RGB pair of the
-    first images (``(H, W)`` or ``(H, W, 3)`` uint8), for figures.
+    ``image_bpp`` is each image's rate; ``examples`` the (bottleneck, output) pair of the first images
+    (``(H, W)`` or ``(H, W, 3)`` arrays), for figures.
     """
 
     variant: str
-    quality: int
+    knob: int
     bpp: float
     psnr: float
-    ms_ssim: float | None
+    ms_ssim: float
     image_bpp: list[float]
     examples: list[tuple[np.ndarray, np.ndarray]] = field(repr=False, default_factory=list)
+
+    def value(self, metric: str) -> float:
+        """The point's quality in ``metric`` (a key of :data:`METRICS`)."""
+        return self.psnr if metric == "psnr-rgb" else float(ms_ssim_db(self.ms_ssim))
 
 
 @torch.no_grad()
 def sweep(
-    pre: nn.Module,
-    post: nn.Module,
-    codec: JpegStage,
+    module: SandwichModule,
     images: Sequence[Tensor],
-    qualities: Sequence[int],
+    knobs: Sequence[int],
     variant: str,
-    with_ms_ssim: bool = True,
+    baseline: tuple[Processor, Processor | None] | None = None,
     keep: int = 0,
     progress: tqdm | None = None,
 ) -> list[RdPoint]:
-    """Code every ``(1, 3, H, W)`` image on [0, 1] at each quality; one averaged :class:`RdPoint` per quality.
+    """Code every ``(1, C, H, W)`` image on [0, 1] at each knob value; one averaged :class:`RdPoint` each.
 
-    The processors get the level of each quality (:meth:`~sandwich.codecs.stage.JpegStage.real_level`;
-    unconditioned ones ignore it). ``keep``: how many of the first images keep their bottleneck and
-    output as examples.
+    ``baseline`` swaps in a baseline variant's (pre, post) (:meth:`SandwichModule.code_real`); ``keep``:
+    how many of the first images keep their bottleneck and output as examples.
     """
     points = []
-    for quality in qualities:
-        level = torch.tensor([codec.real_level(quality)])
+    for knob in knobs:
         bpp, psnr_db, ssim, examples = [], [], [], []
         for i, image in enumerate(images):
-            bottleneck = pre(image, level.to(image.device))
-            decoded, bits = codec.code_real(bottleneck, quality)
-            recon = post(decoded, level.to(image.device)).clamp(0, 1)
-            bpp.append(float(bits[0]) / (image.shape[-2] * image.shape[-1]))
-            psnr_db.append(float(psnr(mse(image, recon))[0]))
-            if with_ms_ssim:
-                ssim.append(ms_ssim(image, recon))
+            out = module.code_real(image, knob, baseline)
+            recon = out.recon.clamp(0, 1)
+            bpp.append(float(out.bpp(image)[0]))
+            psnr_db.append(float(psnr(mse(image, recon, module.bit_depth), module.bit_depth)[0]))
+            ssim.append(float(ms_ssim(image, recon)[0]))
             if i < keep:
-                examples.append((to_array(bottleneck[0]), to_array(recon[0])))
+                examples.append((to_array(out.bottleneck[0, :3].clamp(0, 1)), to_array(recon[0])))
             if progress is not None:
                 progress.update()
-        mean_ssim = float(np.mean(ssim)) if with_ms_ssim else None
-        points.append(RdPoint(variant, quality, float(np.mean(bpp)), float(np.mean(psnr_db)), mean_ssim, bpp, examples))
+        points.append(RdPoint(variant, knob, float(np.mean(bpp)), float(np.mean(psnr_db)), float(np.mean(ssim)), bpp, examples))
     return points
 
 
-def front(points: list[RdPoint]) -> list[RdPoint]:
-    """The points on the Pareto front (lower bpp, higher PSNR; :func:`~sandwich.evaluate.bd.pareto_front`), by bpp."""
-    kept = set(zip(*pareto_front([p.bpp for p in points], [p.psnr for p in points]), strict=True))
-    chosen = {(p.bpp, p.psnr): p for p in points if (p.bpp, p.psnr) in kept}
+def front(points: list[RdPoint], metric: str = "psnr-rgb") -> list[RdPoint]:
+    """The points on the Pareto front in (bpp, ``metric``) (:func:`~sandwich.evaluate.bd.pareto_front`), by bpp."""
+    kept = set(zip(*pareto_front([p.bpp for p in points], [p.value(metric) for p in points]), strict=True))
+    chosen = {(p.bpp, p.value(metric)): p for p in points if (p.bpp, p.value(metric)) in kept}
     return [chosen[key] for key in sorted(chosen)]
 
 
-def results(points: list[RdPoint]) -> dict[str, list]:
-    """CompressAI ``results`` lists for ``points`` (with the codec quality of each point)."""
+def curve(points: list[RdPoint], metric: str = "psnr-rgb") -> tuple[list[float], list[float]]:
+    """(bpp, ``metric``) lists of ``points``."""
+    return [p.bpp for p in points], [p.value(metric) for p in points]
+
+
+def results(points: list[RdPoint], knob: str = "quality") -> dict[str, list]:
+    """CompressAI ``results`` lists for ``points``, with the codec's knob value of each point (``knob``: its name)."""
     return {
-        "quality": [p.quality for p in points],
+        knob: [p.knob for p in points],
         "bpp": [p.bpp for p in points],
         "psnr-rgb": [p.psnr for p in points],
         "ms-ssim-rgb": [p.ms_ssim for p in points],
+        "ms-ssim-db": [p.value("ms-ssim-db") for p in points],
     }

@@ -30,7 +30,8 @@ whose error is not mostly quantisation (the texture embedding's colour code, ``g
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -39,16 +40,18 @@ from sandwich.errors import InputError
 from sandwich.nets.colour_maps import EmbeddingGain, GrayToRgb, Luma, TextureEmbed, TextureExtract
 from sandwich.nets.mlp import PointwiseMLP
 from sandwich.nets.unet import create_unet
+from sandwich.registry import Registry
 
 LEVEL_SCALE = 4.0  # levels (octaves) are divided by this before they enter a network (about [-1, 1] over q10..q95)
 
-# name -> (input channels, output channels or None for "same as input", factory(alpha, alpha_trainable)).
-BYPASSES: dict[str, tuple[int | None, int | None, Callable[[float, bool], nn.Module]]] = {
-    "identity": (None, None, lambda alpha, trainable: nn.Identity()),
-    "luma": (3, 1, lambda alpha, trainable: Luma()),
-    "gray_to_rgb": (1, 3, lambda alpha, trainable: GrayToRgb()),
-    "texture_embed": (3, 1, TextureEmbed),
-    "texture_extract": (1, 3, TextureExtract),
+# Bypasses by name, each built with its own options (``{"name": "texture_embed", "alpha": 1.5, "trainable": true}``).
+# ``CHANNELS`` gives the (input, output) channels each maps (None: any, output as input).
+BYPASSES: Registry[nn.Module] = Registry(
+    "bypass",
+    {"identity": lambda: nn.Identity(), "luma": Luma, "gray_to_rgb": GrayToRgb, "texture_embed": TextureEmbed, "texture_extract": TextureExtract},
+)
+CHANNELS: dict[str, tuple[int | None, int | None]] = {
+    "identity": (None, None), "luma": (3, 1), "gray_to_rgb": (1, 3), "texture_embed": (3, 1), "texture_extract": (1, 3)
 }
 
 
@@ -57,10 +60,11 @@ class Processor(nn.Module):
 
     Args:
         in_channels, out_channels: image channels in and out.
-        bypass: a key of :data:`BYPASSES`; its channel counts must match.
+        bypass: ``{"name": a key of :data:`BYPASSES`, **its options}`` (or just the name); its channel
+            counts must match.
         mlp: add the pointwise-MLP residual to the bypass.
-        unet: a U-Net preset name (:data:`~sandwich.nets.unet.UNET_PRESETS`) or None for none.
-        alpha, alpha_trainable: the texture bypasses' embedding gain.
+        unet: a U-Net preset name (:data:`~sandwich.nets.unet.UNET_PRESETS`), ``"timm:<encoder>"`` (a U-Net
+            over a timm encoder, :mod:`sandwich.nets.timm_unet`), or None for none.
         unet_sees_bypass: feed the U-Net ``bypass(x)`` as extra input channels.
         mean, scale: input normalisation ``(x - mean) / scale`` for the learned branches.
         conditioned: the learned branches and the texture gain take the codec's level (module doc).
@@ -69,7 +73,7 @@ class Processor(nn.Module):
     The output is not clipped; the codec clips the bottleneck, the metrics clip the reconstruction.
 
     Example:
-        >>> pre = Processor(3, 1, "texture_embed", mlp=False, unet="u8_16")
+        >>> pre = Processor(3, 1, {"name": "texture_embed", "alpha": 1.5}, unet="u8_16")
         >>> pre(torch.rand(2, 3, 32, 32)).shape
         torch.Size([2, 1, 32, 32])
     """
@@ -78,11 +82,9 @@ class Processor(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
-        bypass: str = "identity",
+        bypass: str | Mapping[str, Any] = "identity",
         mlp: bool = False,
         unet: str | None = None,
-        alpha: float = 1.0,
-        alpha_trainable: bool = False,
         unet_sees_bypass: bool = False,
         mean: float = 0.5,
         scale: float = 0.5,
@@ -90,20 +92,19 @@ class Processor(nn.Module):
         step_scaled: bool = False,
     ) -> None:
         super().__init__()
-        if bypass not in BYPASSES:
-            raise InputError(f"bypass {bypass!r} not one of {', '.join(BYPASSES)}")
-        want_in, want_out, factory = BYPASSES[bypass]
+        options = {"name": bypass} if isinstance(bypass, str) else dict(bypass)
+        self.bypass = BYPASSES.from_config(options)
+        want_in, want_out = CHANNELS[options["name"]]
         want_in = in_channels if want_in is None else want_in
         want_out = want_in if want_out is None else want_out
         if (in_channels, out_channels) != (want_in, want_out):
             raise InputError(
-                f"bypass {bypass!r} maps {want_in} -> {want_out} channels, the processor needs {in_channels} -> {out_channels}"
+                f"bypass {options['name']!r} maps {want_in} -> {want_out} channels, the processor needs {in_channels} -> {out_channels}"
             )
         if step_scaled and not conditioned:
             raise InputError("processor: step_scaled needs conditioned (the step comes from the level)")
         self.mean, self.scale = mean, scale
         self.conditioned, self.step_scaled = conditioned, step_scaled
-        self.bypass = factory(alpha, alpha_trainable)
         extra = 1 if conditioned else 0
         self.mlp = PointwiseMLP(in_channels + extra, out_channels) if mlp else None
         if self.mlp is not None:

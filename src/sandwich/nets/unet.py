@@ -44,7 +44,8 @@ UNET_PRESETS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
 LEAK = 0.1  # negative slope of the activations (module doc)
 
 
-def _double_conv(cin: int, cout: int) -> nn.Sequential:
+def double_conv(cin: int, cout: int) -> nn.Sequential:
+    """Two 3x3 convolutions (padding 1), each followed by a leaky ReLU: ``(N, cin, H, W) -> (N, cout, H, W)``."""
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, padding=1), nn.LeakyReLU(LEAK, inplace=True), nn.Conv2d(cout, cout, 3, padding=1), nn.LeakyReLU(LEAK, inplace=True)
     )
@@ -75,13 +76,13 @@ class UNet(nn.Module):
         self.down = nn.ModuleList()
         channels = in_channels
         for width in encoder:
-            self.down.append(_double_conv(channels, width))
+            self.down.append(double_conv(channels, width))
             channels = width
-        self.bottleneck = _double_conv(channels, decoder[0])
+        self.bottleneck = double_conv(channels, decoder[0])
         self.up = nn.ModuleList()
         channels = decoder[0]
         for width, skip in zip(decoder[1:], reversed(encoder), strict=True):
-            self.up.append(_double_conv(channels + skip, width))
+            self.up.append(double_conv(channels + skip, width))
             channels = width
         self.head = nn.Conv2d(channels, out_channels, 3, padding=1)
         for module in self.modules():
@@ -107,9 +108,15 @@ class UNet(nn.Module):
         return out[..., :h, :w]
 
 
-def create_unet(preset: str, in_channels: int, out_channels: int) -> UNet:
-    """The U-Net preset ``preset`` (a key of :data:`UNET_PRESETS`) for the given channel counts."""
+def create_unet(preset: str, in_channels: int, out_channels: int) -> nn.Module:
+    """The U-Net ``preset`` for the given channel counts: a key of :data:`UNET_PRESETS`, or ``"timm:<encoder>"``
+    for a :class:`~sandwich.nets.timm_unet.TimmUNet` over that timm encoder (pretrained weights if cached).
+    Both map ``(N, in_channels, H, W) -> (N, out_channels, H, W)`` and have a last conv ``.head``."""
+    if preset.startswith("timm:"):
+        from sandwich.nets.timm_unet import TimmUNet  # importing timm takes seconds: only when asked for
+
+        return TimmUNet(preset.removeprefix("timm:"), in_channels, out_channels)
     if preset not in UNET_PRESETS:
-        raise InputError(f"unet preset {preset!r} not one of {', '.join(UNET_PRESETS)}")
+        raise InputError(f"unet preset {preset!r} not one of {', '.join(UNET_PRESETS)}, nor 'timm:<encoder>'")
     encoder, decoder = UNET_PRESETS[preset]
     return UNet(in_channels, out_channels, encoder, decoder)

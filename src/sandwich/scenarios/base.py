@@ -1,41 +1,27 @@
-"""The sandwich as a LightningModule: pre-processor -> codec -> post-processor, trained on ``D + λ·bpp``.
+"""The sandwich as a LightningModule: the whole flow every configuration shares.
+
+``source -> pre-processor -> adapter -> codec stage -> adapter back -> post-processor``, trained on a
+rate-distortion loss (:mod:`sandwich.losses`). A configuration is this module plus its config
+(``conf/scenario/``: the processors' bypasses, the baselines) and, where the bottleneck does not go to
+the codec as it is, a subclass that overrides :meth:`SandwichModule.make_adapter`
+(:mod:`sandwich.scenarios.adapters`).
 
 Units:
 
-* images are ``(N, C, H, W)`` float32 on the [0, 1] scale at every boundary;
-* ``MSE`` is the mean squared error on the 8-bit scale (0..255), averaged over pixels and channels;
-* ``bpp`` is coded bits per *source* pixel (``H × W`` of the source, whatever the bottleneck's size).
+* images are ``(N, C, H, W)`` float32 on the [0, 1] scale at every boundary, with ``scenario.bit_depth``
+  bits per source sample;
+* ``bpp`` is coded bits per *source* pixel (``H × W`` of the source, whatever the bottleneck's size);
+* ``level`` is the codec's step scale in octaves (:mod:`sandwich.codecs.stage`), which the processors
+  are told (:mod:`sandwich.nets.processor`) and which scales λ (``lmbda_level_exponent``).
 
-The loss (``loss`` in the config, :data:`LOSSES`), averaged over the images of a batch:
-
-* ``mse_rate``, the papers' ``MSE + λ·bpp``: ``λ`` is in squared 8-bit levels per bit-per-pixel (raising
-  the rate by 0.1 bpp must buy at least ``0.1 λ`` of MSE; larger λ, smaller files). One λ fits one
-  operating point: at a coarse quantiser the MSE is a hundred times that at a fine one;
-* ``psnr_rate``, ``-PSNR + λ·bpp``: ``λ`` is in dB per bit-per-pixel, the slope of an RD curve in the
-  PSNR-bpp plane, which (unlike the MSE slope) is about the same at every quality. It is the loss of a
-  level-conditioned model trained over the whole quality sweep: every image counts by its dB, not by
-  its squared error, so the fine qualities are not drowned by the coarse ones. But it also weighs each
-  *crop* by ``1 / MSE``: a batch's smooth crops, which no filter can improve, then own its gradient,
-  and a U-Net started at zero hardly learns (``rgb_jpeg420``: +0.01 dB at q20 after 400 steps, where
-  ``mse_rate`` gave +0.15 dB; ``MSE · 4**-level``, the error in units of the step squared, gave
-  +0.00: it weighs the fine qualities even more).
-
-``lmbda_level_exponent`` γ makes λ follow the codec's level ``ℓ`` (octaves, :mod:`sandwich.codecs.stage`):
-the loss uses ``λ · 2**(γ·ℓ)``, so λ is the value at IJG quality 50. A codec's own RD slope
-``-dMSE/dbpp`` grows with its step: JPEG 4:2:0 on SPORCO's photos goes from 4.7 (q90-95) to 350
-(q10-20) squared levels per bpp, ``≈ 59 · 2**(1.37·ℓ)``. With one λ for the whole sweep (γ = 0) the
-pre-processor buys bits at the coarse qualities and sells them at the fine ones far below the codec's
-own price (measured: -0.8 dB at q90, -1.0 dB at q95 for 8% fewer bits); with γ ≈ 1.4 the trade has
-the codec's price at every level.
-
-Training codes with the differentiable proxy (bits from the calibration-free rate model) at levels drawn
-over the codec stage's ``level_range`` (:mod:`sandwich.codecs.stage`); validation codes with the real
-codec at each of ``val_qualities`` and logs the loss with real bits (``val/loss``, the checkpoint
-selection metric) and the PSNR per quality.
+Training codes with the differentiable proxy at levels drawn over the codec's ``level_range``;
+validation codes with the real codec at each of ``codec.val_levels`` and logs the loss with real bits
+(``val/loss``, the checkpoint selection metric) and the PSNR per knob value.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,24 +29,26 @@ from typing import Any
 import lightning as L
 import torch
 from PIL import Image
-from torch import Tensor
+from torch import Tensor, nn
 
-from sandwich.codecs.stage import JpegStage
+from sandwich.codecs.stage import CodecStage
 from sandwich.errors import InputError
+from sandwich.losses import RateDistortionLoss
 from sandwich.metrics.psnr import mse, psnr
 from sandwich.nets.processor import Processor
+from sandwich.scenarios.adapters import Adapter
 from sandwich.sample_format import to_array
 
-SOURCE_CHANNELS = 3
+STAGE_KEYS = ("proxy", "real", "levels", "val_levels", "level_range")  # the codec config's CodecStage arguments
 
 
 @dataclass
 class SandwichOutput:
     """One pass through a sandwich, all ``(N, C, H, W)`` on [0, 1] except ``bits`` (``(N,)``, bits per image).
 
-    ``bottleneck`` is what the pre-processor hands the codec (unclipped), ``decoded`` the codec's
-    reconstruction of it, ``recon`` the post-processor's output (unclipped); ``level`` ``(N,)`` the
-    codec's level of each image (octaves).
+    ``bottleneck`` is what the pre-processor hands the adapter (unclipped), ``decoded`` the codec's
+    reconstruction of it (back through the adapter), ``recon`` the post-processor's output (unclipped;
+    ``decoded`` itself without a post-processor); ``level`` ``(N,)`` the codec's level of each image.
     """
 
     bottleneck: Tensor
@@ -74,95 +62,97 @@ class SandwichOutput:
         return self.bits / (source.shape[-2] * source.shape[-1])
 
 
-def mse_rate(error: Tensor, bpp: Tensor, lmbda: float | Tensor) -> Tensor:
-    """``MSE + λ·bpp`` per image from the MSE in squared 8-bit levels (λ in those per bpp), ``(N,)``."""
-    return error + lmbda * bpp
-
-
-def psnr_rate(error: Tensor, bpp: Tensor, lmbda: float | Tensor) -> Tensor:
-    """``-PSNR + λ·bpp`` per image from the MSE in squared 8-bit levels (λ in dB per bpp), ``(N,)``."""
-    return -psnr(error) + lmbda * bpp
-
-
-# loss name (config ``loss``) -> per-image loss from (MSE on the 8-bit scale, bpp, λ per image or one); see the module doc.
-LOSSES = {"mse_rate": mse_rate, "psnr_rate": psnr_rate}
-
-
 class SandwichModule(L.LightningModule):
-    """Pre-processor, codec stage and post-processor, trained jointly.
+    """Pre-processor, adapter, codec stage and post-processor, trained jointly.
 
     Args:
         config: the run's resolved configuration (``conf/``); stored in checkpoints so that
-            ``sandwich eval`` rebuilds the same module. The keys used here: ``codec.stage`` (kwargs
-            of :class:`~sandwich.codecs.stage.JpegStage`), ``net`` (``mlp``, ``unet``, ``unet_sees_bypass``,
-            ``conditioned``, ``step_scaled``), ``scenario`` (``pre_bypass``, ``post_bypass``, ``alpha``, ``alpha_trainable``,
-            ``tie_alpha``), ``loss``, ``lmbda``, ``optim`` (``lr``), ``val_qualities``, ``log_images`` (how
-            many validation images to save as PNG per validation).
-
-    Subclasses (one per scenario) describe their baselines in :meth:`baselines`.
+            ``sandwich eval`` rebuilds the same module. Keys used here: ``codec`` (the
+            :class:`~sandwich.codecs.stage.CodecStage`: ``proxy``, ``real``, ``levels``, ``val_levels``,
+            ``level_range``), ``net`` (the learned branches of both processors), ``scenario``
+            (``channels``, ``bit_depth``, ``pre`` and ``post`` bypasses, ``tie_alpha``, ``baselines``),
+            ``loss`` (``distortion``, ``form``), ``lmbda``, ``lmbda_level_exponent``, ``optim``
+            (``lr``, ``warmup_steps``), ``log_images``.
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
         self.config = config
-        self.codec = JpegStage(**config["codec"]["stage"])
-        net, scenario = config["net"], config["scenario"]
-        common = dict(
-            mlp=net["mlp"],
-            unet=net["unet"],
-            unet_sees_bypass=net["unet_sees_bypass"],
-            conditioned=net["conditioned"],
-            step_scaled=net["step_scaled"],
-            alpha=scenario["alpha"],
-            alpha_trainable=scenario["alpha_trainable"],
-        )
-        self.pre = Processor(SOURCE_CHANNELS, self.codec.channels, scenario["pre_bypass"], **common)
-        self.post = Processor(self.codec.channels, SOURCE_CHANNELS, scenario["post_bypass"], **common)
-        pre_gain, post_gain = self.pre.gain(), self.post.gain()
+        scenario = config["scenario"]
+        self.channels, self.bit_depth = int(scenario["channels"]), int(scenario["bit_depth"])
+        self.codec = CodecStage(**{key: config["codec"][key] for key in STAGE_KEYS})
+        self.adapter = self.make_adapter()
+        width = self.adapter.bottleneck_channels(self.codec.channels)
+        learned = {key: config["net"][key] for key in ("mlp", "unet", "unet_sees_bypass", "conditioned", "step_scaled")}
+        self.pre = Processor(self.channels, width, scenario["pre"], **learned)
+        self.post = None if scenario["post"] is None else Processor(width, self.channels, scenario["post"], **learned)
+        if self.post is None and width != self.channels:
+            raise InputError(f"scenario: without a post-processor the bottleneck ({width} channels) must be the output ({self.channels})")
+        pre_gain, post_gain = self.pre.gain(), self.post.gain() if self.post is not None else None
         if scenario["tie_alpha"] and pre_gain is not None and post_gain is not None:
             post_gain.tie_to(pre_gain)  # one set of parameters: the decoder inverts the encoder's gain and headroom
-        self.lmbda = float(config["lmbda"])
-        self.lmbda_level_exponent = float(config["lmbda_level_exponent"])
-        if config["loss"] not in LOSSES:
-            raise InputError(f"config: loss={config['loss']!r} not one of {', '.join(LOSSES)}")
-        self.loss = LOSSES[config["loss"]]
+        loss = config["loss"]
+        self.loss = RateDistortionLoss(loss["distortion"], loss["form"], config["lmbda"], config["lmbda_level_exponent"], self.bit_depth)
+        self.baseline_variants = self._build_baselines(scenario["baselines"])
+
+    def make_adapter(self) -> Adapter:
+        """The bottleneck adapter of this configuration (:mod:`sandwich.scenarios.adapters`); identity here."""
+        return Adapter()
+
+    def _build_baselines(self, baselines: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, tuple[Processor, Processor | None]]]:
+        width = self.adapter.bottleneck_channels(self.codec.channels)
+        built = {}
+        for name, variants in baselines.items():
+            built[name] = {
+                label: (Processor(self.channels, width, v["pre"]), None if v.get("post") is None else Processor(width, self.channels, v["post"]))
+                for label, v in variants.items()
+            }
+        return built
+
+    def _pass(self, source: Tensor, level: Tensor, knob: int | None, real: bool, pre: nn.Module, post: nn.Module | None) -> SandwichOutput:
+        bottleneck = pre(source, level)
+        coded = self.adapter.to_codec(bottleneck)
+        decoded, bits = self.codec.code_real(coded, knob) if real else self.codec(coded, level)
+        decoded, bits = self.adapter.from_codec(decoded, bits, bottleneck)
+        recon = decoded if post is None else post(decoded, level)
+        return SandwichOutput(bottleneck, decoded, recon, bits, level)
 
     def forward(self, source: Tensor, level: Tensor | None = None) -> SandwichOutput:
-        """Proxy pass (differentiable): ``(N, 3, H, W)`` on [0, 1] at codec levels ``(N,)`` (None: drawn
-        by the codec stage, see :meth:`~sandwich.codecs.stage.JpegStage.sample_levels`) -> :class:`SandwichOutput`."""
+        """Proxy pass (differentiable): ``(N, channels, H, W)`` on [0, 1] at codec levels ``(N,)`` (None:
+        drawn by the codec stage, see :meth:`~sandwich.codecs.stage.CodecStage.sample_levels`)."""
         if level is None:
             level = self.codec.sample_levels(source.shape[0], source.device)
-        bottleneck = self.pre(source, level)
-        decoded, bits = self.codec(bottleneck, level)
-        return SandwichOutput(bottleneck, decoded, self.post(decoded, level), bits, level)
+        return self._pass(source, level, None, False, self.pre, self.post)
 
     @torch.no_grad()
-    def code_real(self, source: Tensor, quality: int | None = None) -> SandwichOutput:
-        """Real-codec pass at IJG ``quality`` (None: the learned step tables); the processors get that level."""
-        level = torch.full((source.shape[0],), self.codec.real_level(quality), device=source.device)
-        bottleneck = self.pre(source, level)
-        decoded, bits = self.codec.code_real(bottleneck, quality)
-        return SandwichOutput(bottleneck, decoded, self.post(decoded, level), bits, level)
+    def code_real(self, source: Tensor, knob: int | None = None, baseline: tuple[Processor, Processor | None] | None = None) -> SandwichOutput:
+        """Real-codec pass at knob value ``knob`` (quality or QP; None: the proxy's learned steps).
 
-    def baselines(self) -> dict[str, list[tuple[str, Processor, Processor]]]:
-        """Non-learned alternatives for the same codec: ``{name: [(variant label, pre, post), ...]}``.
-
-        Every variant is swept over the codec's quality at evaluation; the variants of one baseline
-        are merged into one RD curve by their Pareto front.
+        The processors are told that knob's level; ``baseline`` swaps in a baseline variant's (pre, post).
         """
-        raise NotImplementedError
+        level = torch.full((source.shape[0],), self.codec.level_of(knob), device=source.device)
+        pre, post = baseline if baseline is not None else (self.pre, self.post)
+        return self._pass(source, level, knob, True, pre, post)
+
+    def baselines(self) -> dict[str, dict[str, tuple[Processor, Processor | None]]]:
+        """The configured non-learned alternatives: ``{name: {variant label: (pre, post)}}``.
+
+        Every variant is swept over the codec's levels at evaluation; the variants of one baseline are
+        merged into one RD curve by their Pareto front.
+        """
+        return self.baseline_variants
 
     def _losses(self, source: Tensor, out: SandwichOutput) -> dict[str, Tensor]:
-        error = mse(source, out.recon)
+        distortions = self.loss.distortions(source, out.recon)
+        error = distortions["mse"] if "mse" in distortions else mse(source, out.recon, self.bit_depth)
         bpp = out.bpp(source)
-        lmbda = self.lmbda * torch.exp2(self.lmbda_level_exponent * out.level.to(bpp))
-        return {"loss": self.loss(error, bpp, lmbda).mean(), "mse": error.mean(), "bpp": bpp.mean(), "psnr": psnr(error).mean()}
+        metrics = {"loss": self.loss(distortions, bpp, out.level).mean(), "bpp": bpp.mean(), "psnr": psnr(error, self.bit_depth).mean()}
+        return metrics | {name: value.mean() for name, value in distortions.items()}
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:  # noqa: D102
         losses = self._losses(batch, self(batch))
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=batch.shape[0])
-        luma_step, _ = self.codec.proxy.steps()
-        extra = {"train/luma_step_mean": luma_step.mean()}
+        extra = {f"train/{k}": v for k, v in self.codec.summary().items()}
         gain = self.pre.gain()
         if gain is not None:
             extra |= {"train/alpha": gain.alpha(), "train/alpha_slope": gain.alpha_slope, "train/headroom": gain.headroom()}
@@ -170,23 +160,25 @@ class SandwichModule(L.LightningModule):
         return losses["loss"]
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
-        """Real codec at each of ``val_qualities``: ``val/loss`` (their mean, the selection metric), ``val/psnr_qQ``."""
-        qualities = self.config["val_qualities"]
+        """Real codec at each of ``codec.val_levels``: ``val/loss`` (their mean, the selection metric),
+        ``val/psnr_q<Q>`` or ``val/psnr_qp<QP>`` per knob value."""
+        knobs = self.codec.val_levels
+        prefix = "q" if self.codec.knob == "quality" else self.codec.knob
         totals: dict[str, Tensor] = {}
-        for quality in qualities:
-            out = self.code_real(batch, quality)
+        for knob in knobs:
+            out = self.code_real(batch, knob)
             losses = self._losses(batch, out)
             for key, value in losses.items():
-                totals[key] = totals.get(key, 0) + value / len(qualities)
-            self.log(f"val/psnr_q{quality}", losses["psnr"], batch_size=batch.shape[0])
-            if self.trainer.is_global_zero and batch_idx < self.config.get("log_images", 1) and quality == qualities[len(qualities) // 2]:
+                totals[key] = totals.get(key, 0) + value / len(knobs)
+            self.log(f"val/psnr_{prefix}{knob}", losses["psnr"], batch_size=batch.shape[0])
+            if self.trainer.is_global_zero and batch_idx < self.config.get("log_images", 1) and knob == knobs[len(knobs) // 2]:
                 self._save_images(batch, out, batch_idx)
         self.log_dict({f"val/{k}": v for k, v in totals.items()}, batch_size=batch.shape[0])
 
     def _save_images(self, source: Tensor, out: SandwichOutput, index: int) -> None:
         """Source | bottleneck ("neural code") | decoded bottleneck | reconstruction, as a PNG and to TensorBoard."""
         panels = [source[0], out.bottleneck[0].clamp(0, 1), out.decoded[0], out.recon[0].clamp(0, 1)]
-        row = torch.cat([p.expand(SOURCE_CHANNELS, -1, -1) for p in panels], dim=-1)
+        row = torch.cat([p[:3].expand(3, -1, -1) for p in panels], dim=-1)
         folder = Path(self.trainer.default_root_dir) / "images"
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(to_array(row)).save(folder / f"val{index}_step{self.global_step:06d}.png")

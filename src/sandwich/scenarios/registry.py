@@ -1,20 +1,20 @@
-"""Scenario name (``scenario.name`` in the config) -> LightningModule class."""
+"""Scenario LightningModules by name (``scenario.module`` in the config).
+
+RGB over an RGB codec and RGB over a one-channel codec are the same module: what differs (bypasses,
+baselines) is configuration (``conf/scenario/``). A configuration that changes the flow itself (e.g.
+resampling around the codec) registers its thin subclass here.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sandwich.errors import InputError
+from sandwich.registry import Registry
 from sandwich.scenarios.base import SandwichModule
-from sandwich.scenarios.gray import GraySandwich
-from sandwich.scenarios.rgb import RgbSandwich
 
-SCENARIOS: dict[str, type[SandwichModule]] = {"rgb": RgbSandwich, "gray": GraySandwich}
+SCENARIOS: Registry[SandwichModule] = Registry("scenario module", {"sandwich": SandwichModule})
 
 
 def create_module(config: dict[str, Any]) -> SandwichModule:
     """Build the scenario's module from a resolved run configuration (see ``conf/``)."""
-    name = config["scenario"]["name"]
-    if name not in SCENARIOS:
-        raise InputError(f"scenario {name!r} not one of {', '.join(SCENARIOS)}")
-    return SCENARIOS[name](config)
+    return SCENARIOS.get(config["scenario"]["module"])(config)

@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import inspect
-
 from sandwich.codecs.real.av1 import Av1Codec
 from sandwich.codecs.real.base import RealCodec
 from sandwich.codecs.real.hevc import HevcCodec
 from sandwich.codecs.real.jpeg import JpegCodec
 from sandwich.codecs.real.jxl import JxlCodec
 from sandwich.codecs.real.webp import WebpCodec
-from sandwich.errors import InputError
+from sandwich.registry import Registry
 
-CODECS: dict[str, type[RealCodec]] = {
-    "jpeg": JpegCodec,
-    "hevc": HevcCodec,
-    "av1": Av1Codec,
-    "webp": WebpCodec,
-    "jxl": JxlCodec,
-}
+CODECS: Registry[RealCodec] = Registry(
+    "codec", {"jpeg": JpegCodec, "hevc": HevcCodec, "av1": Av1Codec, "webp": WebpCodec, "jxl": JxlCodec}
+)
 
 
 def codec_names() -> list[str]:
     """Names :func:`create_codec` accepts, in registry order."""
-    return list(CODECS)
+    return CODECS.names()
 
 
 def create_codec(name: str, **kwargs) -> RealCodec:
@@ -33,14 +27,4 @@ def create_codec(name: str, **kwargs) -> RealCodec:
         InputError: an unknown name, a keyword the codec does not take, or a value it rejects
             (e.g. ``subsampling="422"``, an unsupported ``bit_depth``).
     """
-    try:
-        cls = CODECS[name]
-    except (KeyError, TypeError):
-        raise InputError(f"unknown codec {name!r}; valid names: {', '.join(CODECS)}") from None
-    params = inspect.signature(cls).parameters.values()
-    accepted = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        takes = ", ".join(accepted) if accepted else "no options"
-        raise InputError(f"{name}: unknown option(s) {', '.join(unknown)}; it takes {takes}")
-    return cls(**kwargs)
+    return CODECS.create(name, **kwargs)
