@@ -234,6 +234,27 @@ def test_eval_writes_compressai_results_with_baselines_and_bd(gray_checkpoint, i
     assert report["results"]["bpp"][0] == pytest.approx(np.mean(bpp), rel=1e-6)  # float32 division
 
 
+def test_eval_of_an_hevc_sandwich_sweeps_qps_with_x265(image_folder, tmp_path):
+    """``rgb_hevc`` from the CLI: trained two steps, evaluated over QPs; the report names x265's HEVC, and its
+    bpp at a QP is x265's payload for the trained pre-processor's bottleneck, averaged over the images."""
+    from sandwich.codecs.real.hevc import HevcCodec
+
+    checkpoint = train(tiny_config(tmp_path, "rgb_hevc", "trainer.max_steps=2"))
+    out = tmp_path / "report"
+    assert main(["eval", "--ckpt", str(checkpoint), "--images", str(image_folder), "--out", str(out), "--levels", "30", "36", "42", "48"]) == 0
+    report = json.loads((out / "results.json").read_text())
+    assert report["codec"] == "hevc 4:2:0 (qp)" and report["results"]["qp"] == [30, 36, 42, 48]
+    assert set(report["bd"]["psnr-rgb"]) == {"codec"}
+    module = load_module(checkpoint)
+    bpp = []
+    for path in sorted(image_folder.iterdir()):
+        x = torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy()).permute(2, 0, 1)[None].float() / 255
+        with torch.no_grad():
+            bottleneck = module.pre(x, torch.tensor([module.codec.level_of(36)]))
+        bpp.append(HevcCodec("420").encode(to_array(bottleneck[0]), 36).payload_bits / (x.shape[-2] * x.shape[-1]))
+    assert report["results"]["bpp"][1] == pytest.approx(np.mean(bpp), rel=1e-6)
+
+
 def _refused(capsys, argv: list[str], match: str) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -16,10 +16,12 @@ from sandwich.codecs.real.hevc import HevcCodec
 from sandwich.codecs.real.jpeg import JpegCodec
 from sandwich.codecs.real.levels import KnobLevels
 from sandwich.codecs.stage import CodecStage
+from sandwich.config import compose, group_options
 from sandwich.data.samples import load_photo
 from sandwich.errors import InputError
 from sandwich.losses import RateDistortionLoss, msssim_distortion
 from sandwich.metrics.psnr import mse
+from sandwich.scenarios.base import STAGE_KEYS
 from sandwich.sample_format import to_array, to_tensor
 
 
@@ -166,3 +168,21 @@ def test_the_real_codec_writes_the_rounded_learned_steps():
     assert np.array_equal(to_array(decoded[0]), JpegCodec("420").decode(data))
     assert float(bits[0]) == JpegCodec("420").encode_with_tables(to_array(x[0]), *expected).payload_bits
     assert float(mse(x, decoded)[0]) > 0
+
+
+@pytest.mark.parametrize("codec", group_options("codec"))
+def test_every_codec_option_builds_its_real_codec_with_a_sweep_that_coarsens_with_the_level(codec):
+    """Each ``conf/codec`` option: the stage's real codec is the one named, coded bits fall and the
+    knob's level rises from the sweep's finest to its coarsest knob value, and decoding returns the shape
+    it was given."""
+    config = compose([f"codec={codec}"])["codec"]
+    stage = CodecStage(**{key: config[key] for key in STAGE_KEYS})
+    assert stage.real.name == config["real"]["name"]
+    image = load_photo("sporco/monarch")[100:164, 200:296]
+    x = to_tensor(image)[None] if stage.channels == 3 else to_tensor(image)[None].mean(1, keepdim=True)
+    by_level = sorted(stage.levels, key=stage.level_of)
+    finest, coarsest = by_level[0], by_level[-1]
+    assert stage.level_of(coarsest) - stage.level_of(finest) > 3  # the sweep spans several octaves
+    fine, coarse = (stage.code_real(x, knob) for knob in (finest, coarsest))
+    assert fine[0].shape == x.shape and float(coarse[1][0]) < 0.5 * float(fine[1][0])
+    assert float(mse(x, coarse[0])[0]) > float(mse(x, fine[0])[0])

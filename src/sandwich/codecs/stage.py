@@ -76,9 +76,10 @@ class CodecStage(nn.Module):
         return self.real.knob
 
     def describe(self) -> str:
-        """The real codec in words, for reports: e.g. ``"hevc 4:2:0 (qp)"``."""
-        subsampling = getattr(self.real, "subsampling", "400" if self.channels == 1 else "420")
-        return f"{self.real.name} {subsampling[0]}:{subsampling[1]}:{subsampling[2]} ({self.knob})"
+        """The real codec in words, for reports: e.g. ``"hevc 4:2:0 (qp)"``, ``"jxl RGB (quality)"``."""
+        subsampling = getattr(self.real, "subsampling", None)
+        layout = ":".join(subsampling) if subsampling else ("gray" if self.channels == 1 else "RGB")
+        return f"{self.real.name} {layout} ({self.knob})"
 
     def sample_levels(self, n: int, device: torch.device | str = "cpu") -> Tensor:
         """Levels ``(n,)`` for a batch: uniform over ``level_range`` in training, the proxy's base level otherwise."""
