@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +14,15 @@ from sandwich.data.samples import load_photo
 # `make test` runs two pytest workers on two cores: one torch thread each. Two OpenMP teams spinning
 # on the same cores slow every step several-fold.
 torch.set_num_threads(1)
+
+# W&B is the default logger: tests never create online runs, never print its banners, and keep its
+# caches and staged artifact copies out of the user's home (set at import, so subprocesses inherit it).
+_WANDB_HOME = tempfile.mkdtemp(prefix="sandwich-tests-wandb-")
+os.environ.update(
+    WANDB_MODE="offline",
+    WANDB_SILENT="true",
+    **{key: os.path.join(_WANDB_HOME, key.lower()) for key in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR")},
+)
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,10 @@
 Usage: ``sandwich train experiment=gray_jpeg [key=value ...]`` (Hydra override syntax). The run folder
 (``out_dir``) gets ``config.yaml`` (the resolved configuration), ``checkpoints/last.ckpt`` (updated every
 ``checkpoint_every`` steps and on interrupt), ``checkpoints/best.ckpt`` (the lowest ``val/loss`` of any
-validation: real codec on the validation photos), the logger's files and validation images. Running the
-same command again resumes from ``last.ckpt`` (``resume=false`` starts over).
+validation: real codec on the validation photos), ``git.txt``, ``git.diff`` and ``packages.txt`` (the code's
+commit, its uncommitted changes and the installed packages), the logger's files and validation images.
+Running the same command again resumes from ``last.ckpt`` (``resume=false`` starts over) and, with
+``logger=wandb``, continues the same W&B run.
 """
 
 from __future__ import annotations
@@ -26,14 +28,20 @@ from torch.optim.swa_utils import get_ema_avg_fn
 from sandwich.config import GROUPS, compose, group_options
 from sandwich.data.datamodule import ShardDataModule
 from sandwich.errors import InputError
+from sandwich.files import write_text
 from sandwich.registry import Registry
 from sandwich.scenarios.base import SandwichModule
 from sandwich.scenarios.registry import create_module
+from sandwich.tracking import WandbRun, finish_run, wandb_logger, write_provenance
 
-# Loggers by name (``logger.name`` in the config), each built for the run folder.
+# Loggers by name (``logger.name`` in the config; its other keys are the factory's options), each built for the run folder.
 LOGGERS: Registry[Logger] = Registry(
     "logger",
-    {"csv": lambda out_dir: CSVLogger(out_dir, name="csv"), "tensorboard": lambda out_dir: TensorBoardLogger(out_dir, name="tensorboard")},
+    {
+        "csv": lambda out_dir: CSVLogger(out_dir, name="csv"),
+        "tensorboard": lambda out_dir: TensorBoardLogger(out_dir, name="tensorboard"),
+        "wandb": wandb_logger,
+    },
 )
 
 
@@ -85,15 +93,15 @@ def build(config: dict[str, Any]) -> tuple[SandwichModule, ShardDataModule, L.Tr
         ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0, every_n_train_steps=config["checkpoint_every"]),
         ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val/loss", mode="min", save_top_k=1, enable_version_counter=False),
         CheckpointOnInterrupt(checkpoints / "last.ckpt"),
+        WandbRun(config),
     ]
     if config["ema_decay"] is not None:
         # Validation, best.ckpt and the checkpoints' state_dict hold the weights' moving average; the raw
         # weights travel in the checkpoint too, so a resumed run continues both.
         callbacks.append(WeightAveraging(avg_fn=get_ema_avg_fn(config["ema_decay"])))
+    logger = LOGGERS.from_config(config["logger"], out_dir)
     try:
-        trainer = L.Trainer(
-            default_root_dir=out_dir, logger=LOGGERS.from_config(config["logger"], out_dir), callbacks=callbacks, **config["trainer"]
-        )
+        trainer = L.Trainer(default_root_dir=out_dir, logger=logger, callbacks=callbacks, **config["trainer"])
     except (MisconfigurationException, TypeError, ValueError) as exc:
         raise InputError(f"trainer: {exc}") from None
     return module, data, trainer
@@ -101,9 +109,10 @@ def build(config: dict[str, Any]) -> tuple[SandwichModule, ShardDataModule, L.Tr
 
 @rank_zero_only
 def _write_config(out_dir: Path, config: dict[str, Any], resume: bool, last: Path) -> None:
-    """The run folder's ``config.yaml`` (and a note when resuming), from rank 0 only."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    """The run folder's ``config.yaml``, ``git.txt``, ``git.diff`` and ``packages.txt`` (and a note when
+    resuming), from rank 0 only."""
+    write_text(out_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    write_provenance(out_dir)
     if resume:
         print(f"sandwich: resuming from {last}")
 
@@ -123,6 +132,7 @@ def train(config: dict[str, Any]) -> Path:
     _write_config(out_dir, config, resume, last)
     trainer.fit(module, datamodule=data, ckpt_path=last if resume else None)
     trainer.save_checkpoint(last)
+    finish_run(trainer.logger, config, last, best_checkpoint(last))
     return last
 
 
