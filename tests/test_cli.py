@@ -110,7 +110,8 @@ def test_demo_end_to_end_in_a_few_seconds_of_training(tmp_path: Path) -> None:
     for folder, photos in ((report, ["sporco/kodim23", "sporco/monarch", "sporco/sail", "sporco/tulips", "sporco/barbara"]),
                            (report / "matplotlib", ["matplotlib/grace_hopper"])):
         results = json.loads((folder / "results.json").read_text())
-        assert results["images"] == photos and set(results["bd"]) == {"codec", "texture_embedding"}
+        assert results["images"] == photos and results["codec"] == "jpeg 4:0:0 (quality)"
+        assert set(results["bd"]) == {"psnr-rgb", "ms-ssim-db"} and set(results["bd"]["psnr-rgb"]) == {"codec", "texture_embedding"}
         assert (folder / "index.html").stat().st_size > 0
     assert (report / "model.ckpt").is_file()
-    assert "vs texture_embedding: BD-PSNR" in done.stdout
+    assert "PSNR vs texture_embedding: BD" in done.stdout and "MS-SSIM (dB) vs texture_embedding: BD" in done.stdout

@@ -68,7 +68,7 @@ def test_round_trip_quality_and_rate(factory, levels, floor) -> None:
 
 
 def test_levels_run_the_right_way() -> None:
-    for name, cls in CODECS.items():
+    for name, cls in ((n, CODECS.get(n)) for n in CODECS):
         lo, hi = cls.level_range
         assert lo < hi
         assert cls.higher_is_better == (cls.knob == "quality"), name
@@ -262,7 +262,7 @@ def test_registry_creates_each_codec() -> None:
     assert isinstance(create_codec("webp"), WebpCodec)
     jxl = create_codec("jxl", bit_depth=16, channels=1)
     assert jxl.bit_depth == 16 and jxl.channels == 1
-    for name, cls in CODECS.items():
+    for name, cls in ((n, CODECS.get(n)) for n in CODECS):
         assert create_codec(name).name == name and isinstance(create_codec(name), cls)
 
 

@@ -86,6 +86,18 @@ def test_identity_sandwich_is_the_plain_codec(tmp_path, experiment):
         assert torch.equal(real.recon, real.decoded)
 
 
+def test_proxy_fidelity_sees_a_codec_the_proxy_does_not_model(tmp_path):
+    """Validation's proxy-fidelity metrics: near zero bias and a near-exact decode where the real codec is
+    JPEG at the proxy's own tables (q50), a large rate bias where it is x265 (the JPEG proxy over-charges it)."""
+    x = photo("coffee", 128, 160)
+    jpeg = create_module(tiny_config(tmp_path, "rgb_jpeg420", "net=none")).eval()
+    fidelity = jpeg._proxy_fidelity(jpeg.code_real(x, 50))
+    assert abs(float(fidelity["bits_bias"])) < 0.2 and float(fidelity["decode_psnr"]) > 45
+    hevc = create_module(tiny_config(tmp_path, "rgb_hevc", "net=none")).eval()
+    fidelity = hevc._proxy_fidelity(hevc.code_real(x, 35))
+    assert float(fidelity["bits_bias"]) > 0.5 and float(fidelity["bits_spread"]) >= abs(float(fidelity["bits_bias"]))
+
+
 def test_gray_bottleneck_is_one_channel_in_the_real_codec(tmp_path):
     """The gray sandwich's real pass codes one channel: its bits are those of a one-component JPEG that
     Pillow writes itself from the bottleneck (file size less the 18-byte JFIF header), and its decoded

@@ -21,6 +21,7 @@ from sandwich.errors import InputError
 COMMANDS = {
     "demo": ("sandwich.demo", "the main job: train the grayscale-JPEG sandwich on CPU and write a report"),
     "train": ("sandwich.train", "train one sandwich: sandwich train experiment=NAME [key=value ...]"),
+    "sweep": ("sandwich.sweep", "run a W&B grid sweep file (sweeps/) here, one run after another, resumable"),
     "eval": ("sandwich.evaluate.run", "evaluate a checkpoint and its baselines with the real codec"),
     "shards": ("sandwich.data.shards", "pack a folder of images into WebDataset shards"),
 }

@@ -171,20 +171,39 @@ class SandwichModule(L.LightningModule):
             for key, value in losses.items():
                 totals[key] = totals.get(key, 0) + value / len(knobs)
             self.log(f"val/psnr_{prefix}{knob}", losses["psnr"], batch_size=batch.shape[0])
+            self.log_dict({f"val/proxy_{k}_{prefix}{knob}": v for k, v in self._proxy_fidelity(out).items()}, batch_size=batch.shape[0])
             if self.trainer.is_global_zero and batch_idx < self.config.get("log_images", 1) and knob == knobs[len(knobs) // 2]:
                 self._save_images(batch, out, batch_idx)
         self.log_dict({f"val/{k}": v for k, v in totals.items()}, batch_size=batch.shape[0])
 
+    @torch.no_grad()
+    def _proxy_fidelity(self, real: SandwichOutput) -> dict[str, Tensor]:
+        """How far the proxy is from the real codec on the bottlenecks the real codec just coded.
+
+        ``bits_bias``: mean of ``proxy bits / real bits - 1`` (positive: the proxy over-charges);
+        ``bits_spread``: mean of its absolute value; ``decode_psnr``: PSNR (dB, 8-bit) of the proxy's
+        decode against the real decode. A training run optimises the proxy's numbers: when these drift,
+        it optimises an estimate the codec does not share.
+        """
+        coded = self.adapter.to_codec(real.bottleneck)
+        proxy_decoded, proxy_bits = self.codec(coded, real.level)
+        proxy_decoded, proxy_bits = self.adapter.from_codec(proxy_decoded, proxy_bits, real.bottleneck)
+        ratio = proxy_bits / real.bits.clamp_min(1) - 1
+        return {"bits_bias": ratio.mean(), "bits_spread": ratio.abs().mean(), "decode_psnr": psnr(mse(real.decoded, proxy_decoded)).mean()}
+
     def _save_images(self, source: Tensor, out: SandwichOutput, index: int) -> None:
-        """Source | bottleneck ("neural code") | decoded bottleneck | reconstruction, as a PNG and to TensorBoard."""
+        """Source | bottleneck ("neural code") | decoded bottleneck | reconstruction, as a PNG and to TensorBoard or W&B."""
         panels = [source[0], out.bottleneck[0].clamp(0, 1), out.decoded[0], out.recon[0].clamp(0, 1)]
         row = torch.cat([p[:3].expand(3, -1, -1) for p in panels], dim=-1)
         folder = Path(self.trainer.default_root_dir) / "images"
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(to_array(row)).save(folder / f"val{index}_step{self.global_step:06d}.png")
+        image = to_array(row)
+        Image.fromarray(image).save(folder / f"val{index}_step{self.global_step:06d}.png")
         experiment = getattr(self.logger, "experiment", None)
-        if hasattr(experiment, "add_image"):
+        if hasattr(experiment, "add_image"):  # TensorBoard
             experiment.add_image(f"val/{index}", row, self.global_step)
+        if hasattr(self.logger, "log_image"):  # W&B
+            self.logger.log_image(key=f"val/{index}", images=[image], step=self.global_step)
 
     def configure_optimizers(self) -> dict[str, Any]:
         """Adam at ``optim.lr`` after a linear warm-up over ``optim.warmup_steps``.
