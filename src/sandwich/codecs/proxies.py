@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from sandwich.codecs.jpeg_proxy import JpegProxy, jpeg_proxy
 from sandwich.codecs.rate.linear import LinearJpegRate
-from sandwich.codecs.real.levels import level_of_steps
+from sandwich.codecs.real.levels import REFERENCE_LUMA_STEP, level_of_steps
 from sandwich.registry import Registry
 from sandwich.sample_format import peak
 
@@ -67,7 +67,9 @@ class JpegProxyCodec(nn.Module):
         """
         luma, chroma = self.proxy.steps()
         if level is not None:
-            scale = torch.exp2(level.to(luma) - self.base_level())  # (N,): flat steps become (N,), tables (N, 8, 8)
+            # In torch, on the steps' device: a training step needs no host round trip for the base level.
+            base = torch.log2(luma.detach().mean() / REFERENCE_LUMA_STEP)
+            scale = torch.exp2(level.to(luma) - base)  # (N,): flat steps become (N,), tables (N, 8, 8)
             luma, chroma = (s * scale if s.dim() == 0 else s * scale[:, None, None] for s in (luma, chroma))
         top = peak(8)
         out = jpeg_proxy(bottleneck * top, luma, chroma, self.proxy.subsampling, self.proxy.quantizer, self.kernels)
