@@ -1,13 +1,7 @@
-"""W&B tracking (offline: no server, no network), checkpoint artifacts, and every run folder's provenance files.
-
-A W&B run's local record is its transaction log, ``out_dir/wandb/offline-run-*/run-<id>.wandb``: the
-records ``wandb sync`` uploads (run, config, history, artifacts with their manifests, exit), read here
-with W&B's own protobuf classes.
-"""
+"""W&B tracking (offline: no server, no network), checkpoint artifacts, and every run folder's provenance files."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import importlib.metadata
 import json
@@ -20,13 +14,14 @@ import lightning as L
 import pytest
 import torch
 import wandb
-from wandb.proto import wandb_internal_pb2
 
 import sandwich.train as train_module
 from sandwich.cli import main
 from sandwich.config import compose
+from sandwich.data.shards import ensure_sample_shards
 from sandwich.tracking import NOT_A_CHECKOUT, git_commit, git_diff, run_id, wandb_mode, write_provenance
 from sandwich.train import train
+from wandb_log import history, md5_b64, of_type, offline_runs, records
 
 TINY = ["data.crop=32", "data.batch_size=2", "data.val_crop=48", "data.batches_per_epoch=2", "trainer.log_every_n_steps=1"]
 
@@ -49,55 +44,11 @@ def tiny(out_dir: Path, *extra: str) -> dict:
     return compose([*TINY, "trainer.max_steps=2", "logger=wandb", f"out_dir={out_dir}", *extra])
 
 
-def records(run: Path) -> list[wandb_internal_pb2.Record]:
-    """The records of a W&B run folder's transaction log (LevelDB log format: 32 KiB blocks of chunks with a
-    7-byte header: CRC, length, type; after the file's own 7-byte header ``:W&B``, magic, version)."""
-    (log,) = run.glob("run-*.wandb")
-    data, found, pending, pos = log.read_bytes(), [], b"", 7
-    assert data[:4] == b":W&B"
-    while pos + 7 <= len(data):
-        if 32768 - pos % 32768 < 7:  # a block's tail too short for a header is padding
-            pos += 32768 - pos % 32768
-            continue
-        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
-        pending += data[pos + 7 : pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):  # a full record, or the last chunk of one
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(pending)
-            found.append(record)
-            pending = b""
-    return found
-
-
-def of_type(found: list[wandb_internal_pb2.Record], kind: str) -> list:
-    return [getattr(r, kind) for r in found if r.WhichOneof("record_type") == kind]
-
-
-def history(found: list[wandb_internal_pb2.Record]) -> dict[str, list]:
-    """Every history key (``a/b`` for nested keys) with its values, in order."""
-    values: dict[str, list] = {}
-    for step in of_type(found, "history"):
-        for item in step.item:
-            values.setdefault("/".join(item.nested_key) or item.key, []).append(json.loads(item.value_json))
-    return values
-
-
-def offline_runs(out_dir: Path) -> list[Path]:
-    """The W&B runs written in ``out_dir``, oldest first. W&B's service writes their logs after ``finish`` has
-    returned: stopping the service waits for them."""
-    wandb.teardown()
-    return sorted((out_dir / "wandb").glob("offline-run-*"))
-
-
-def md5_b64(path: Path) -> str:
-    return base64.b64encode(hashlib.md5(path.read_bytes()).digest()).decode()
-
-
 def test_a_wandb_run_holds_the_config_metrics_images_and_checkpoints(tmp_path: Path) -> None:
     """One offline run: its files under out_dir/wandb, its id the folder's; the transaction log holds the
-    resolved config, the training and validation metrics, the validation image row, and the model artifact:
-    last.ckpt and best.ckpt as they are on disk, aliased last and best, with the run's metadata."""
+    resolved config, the training and validation metrics, the validation image row and RD table, the model
+    artifact (last.ckpt and best.ckpt as they are on disk, aliased last and best, with the run's metadata)
+    and the dataset artifact (the shard index by content and its sha256, the shards by reference)."""
     out = tmp_path / "run"
     config = tiny(out)
     train(config)
@@ -107,12 +58,20 @@ def test_a_wandb_run_holds_the_config_metrics_images_and_checkpoints(tmp_path: P
     logged = {u.key: json.loads(u.value_json) for c in of_type(found, "config") for u in c.update}
     assert {key: logged[key] for key in config} == config
     metrics = history(found)
-    for key in ("train/loss", "train/bpp", "train/psnr", "train/luma_step_mean", "val/loss", "val/bpp", "val/psnr_q50"):
+    for key in ("train/loss", "train/bpp", "train/psnr", "train/luma_step_mean", "val/loss", "val/bpp", "val/psnr_q50", "val/bpp_q50"):
         assert key in metrics, key
+    assert metrics["val/rd_table/_type"][0] == "table-file" and metrics["val/rd_table/nrows"][0] == len(config["codec"]["val_levels"])
     assert metrics["trainer/global_step"][-1] >= 1
     assert "images" in metrics["val/0/_type"][0]
     assert list((run / "files" / "media" / "images" / "val").glob("0_*.png"))
-    artifacts = {a.manifest.contents[0].path: a for a in of_type(found, "artifact")}
+    (dataset,) = [a for a in of_type(found, "artifact") if a.type == "dataset"]
+    shard_dir = ensure_sample_shards()
+    entries = {c.path: c for c in dataset.manifest.contents}
+    assert entries["index.json"].digest == md5_b64(shard_dir / "index.json") and not entries["index.json"].ref
+    assert {p for p in entries if p != "index.json"} == {f"shards/{f.name}" for f in shard_dir.iterdir()}
+    assert entries["shards/index.json"].ref == (shard_dir / "index.json").as_uri()
+    assert json.loads(dataset.metadata)["index_sha256"] == hashlib.sha256((shard_dir / "index.json").read_bytes()).hexdigest()
+    artifacts = {a.manifest.contents[0].path: a for a in of_type(found, "artifact") if a.type == "model"}
     assert set(artifacts) == {"last.ckpt", "best.ckpt"}
     commit = (out / "git.txt").read_text().strip()
     for name, alias in (("last.ckpt", "last"), ("best.ckpt", "best")):

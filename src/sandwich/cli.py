@@ -23,6 +23,7 @@ COMMANDS = {
     "train": ("sandwich.train", "train one sandwich: sandwich train experiment=NAME [key=value ...]"),
     "sweep": ("sandwich.sweep", "run a W&B grid sweep file (sweeps/) here, one run after another, resumable"),
     "eval": ("sandwich.evaluate.run", "evaluate a checkpoint and its baselines with the real codec"),
+    "report": ("sandwich.evaluate.family", "one RD report for a family of models (a lambda sweep): every curve, their Pareto front, BD vs baselines"),
     "shards": ("sandwich.data.shards", "pack a folder of images into WebDataset shards"),
 }
 BENCHMARKS = {

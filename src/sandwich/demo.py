@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> None:
         print(f"sandwich demo: evaluating with real JPEG on {', '.join(photos)} (not trained on)")
         images = {name: centre_crop(image, EVAL_SIDE) for name, image in load_photos(photos).items()}
         report = evaluate(module, images, folder, intro=intro)
-        print_bd(report)
+        print_bd(report["bd"])
     shutil.copyfile(chosen, out / "model.ckpt")
     total = time.perf_counter() - start
     print(f"sandwich demo: done in {total / 60:.1f} min; report {out / 'index.html'}")

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+
+def cache_root() -> Path:
+    """Where sandwich keeps what it builds or downloads once: ``$SANDWICH_CACHE``, else ``~/.cache/sandwich``."""
+    return Path(os.environ.get("SANDWICH_CACHE", "~/.cache/sandwich")).expanduser()
 
 
 def write_text(path: Path | str, text: str) -> None:
@@ -20,3 +30,22 @@ def write_json(path: Path | str | None, report: dict) -> None:
     if path is None:
         return
     write_text(path, json.dumps(report, indent=2) + "\n")
+
+
+@contextmanager
+def staged_folder(out_dir: Path) -> Iterator[Path]:
+    """A temporary folder beside ``out_dir`` to write outputs into; when the block ends without an exception,
+    its files replace the same-named files of ``out_dir`` (created if needed). On an exception ``out_dir``
+    stays as it was. The temporary folder is removed either way."""
+    out_dir = Path(out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
+    try:
+        yield tmp
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for item in tmp.iterdir():
+            target = out_dir / item.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            item.replace(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

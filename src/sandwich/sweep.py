@@ -71,9 +71,14 @@ def train_overrides(command: list[str]) -> list[str]:
     return command[command.index("train") + 1 :]
 
 
+def safe_name(text: str) -> str:
+    """``text`` with every character a file name should not hold replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.=,+-]", "_", text)
+
+
 def point_name(point: dict[str, Any]) -> str:
     """A folder name for a grid point, e.g. ``lmbda=30``."""
-    return re.sub(r"[^A-Za-z0-9_.=,+-]", "_", ",".join(f"{k}={v}" for k, v in point.items()))
+    return safe_name(",".join(f"{k}={v}" for k, v in point.items()))
 
 
 def plan(path: str | Path, out: str | Path | None, extra: list[str]) -> list[tuple[dict[str, Any], dict[str, Any]]]:

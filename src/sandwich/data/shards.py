@@ -40,13 +40,12 @@ from PIL import Image
 from sandwich.data.images import list_images, read_rgb8
 from sandwich.data.samples import COLOR_TRAIN_PHOTOS, COLOR_VAL_PHOTOS, load_photos
 from sandwich.errors import InputError
-from sandwich.files import write_json
+from sandwich.files import cache_root, write_json
 
 FORMAT = "sandwich-shards-v1"
 INDEX_NAME = "index.json"
 SPLITS = ("train", "val")
 SAMPLE_SHARDS_NAME = "samples-v3"
-DEFAULT_CACHE = "~/.cache/sandwich"
 
 # (name, label, load): ``name`` goes into the index, ``label`` (a file's path) prefixes messages, and
 # ``load()`` returns (H, W, 3) uint8 RGB or raises InputError("{label}: reason") for an unreadable image.
@@ -153,7 +152,7 @@ def ensure_sample_shards(cache_dir: Path | None = None) -> Path:
     Returns:
         The shard folder.
     """
-    root = Path(cache_dir) if cache_dir is not None else Path(os.environ.get("SANDWICH_CACHE", DEFAULT_CACHE)).expanduser()
+    root = Path(cache_dir) if cache_dir is not None else cache_root()
     target = root / "shards" / SAMPLE_SHARDS_NAME
     try:
         read_index(target)

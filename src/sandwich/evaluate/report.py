@@ -51,7 +51,9 @@ def results_entry(name: str, description: str, results: dict[str, list[float]]) 
     }
 
 
-def plot_rd(curves: dict[str, dict[str, list[float]]], path: Path, title: str, metric: str = "psnr-rgb") -> None:
+def plot_rd(
+    curves: dict[str, dict[str, list[float]]], path: Path, title: str, metric: str = "psnr-rgb", styles: dict[str, dict] | None = None
+) -> None:
     """Save an RD plot (bpp on x, ``metric`` on y, one line with markers per curve) as a PNG.
 
     Args:
@@ -60,7 +62,10 @@ def plot_rd(curves: dict[str, dict[str, list[float]]], path: Path, title: str, m
         path: the PNG to write (parent folders are created).
         title: the plot title.
         metric: the results key on the y axis, e.g. ``"psnr-rgb"`` (dB) or ``"ms-ssim-rgb"``.
+        styles: matplotlib line options by curve name (e.g. ``{"front": {"color": "black", "linewidth": 2.5}}``);
+            a curve without any gets markers and the colour cycle's next colour.
     """
+    styles = styles or {}
     if not curves:
         raise InputError("plot_rd: no curves to plot")
     fig = Figure(figsize=(6.4, 4.8), layout="constrained")
@@ -69,12 +74,12 @@ def plot_rd(curves: dict[str, dict[str, list[float]]], path: Path, title: str, m
         if "bpp" not in results or metric not in results:
             raise InputError(f"plot_rd: curve {name!r} lacks 'bpp' or {metric!r} (has {sorted(results)})")
         order = np.argsort(results["bpp"])
-        ax.plot(np.asarray(results["bpp"])[order], np.asarray(results[metric])[order], marker="o", label=name)
+        ax.plot(np.asarray(results["bpp"])[order], np.asarray(results[metric])[order], label=name, **({"marker": "o"} | styles.get(name, {})))
     ax.set_xlabel("rate (bpp, bits per source pixel)")
     ax.set_ylabel(_METRIC_LABELS.get(metric, metric))
     ax.set_title(title)
     ax.grid(True, alpha=0.4)
-    ax.legend()
+    ax.legend(fontsize="small")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=_DPI)

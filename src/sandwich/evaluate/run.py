@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from torch import Tensor
 from tqdm import tqdm
 
 from sandwich.data.images import list_images, read_rgb8
@@ -37,7 +36,9 @@ from sandwich.evaluate.checkpoint import load_module
 from sandwich.evaluate.report import plot_rd, results_entry, save_examples, write_index_html
 from sandwich.evaluate.sweep import METRICS, RdPoint, curve, front, results, sweep
 from sandwich.errors import InputError
+from sandwich.files import staged_folder
 from sandwich.sample_format import to_tensor
+from sandwich.tracking import WANDB_PREFIX, log_outputs, wandb_checkpoints
 from sandwich.scenarios.base import SandwichModule
 
 EXAMPLE_ROWS = 4
@@ -75,6 +76,36 @@ def bd_report(baselines: dict[str, list[RdPoint]], sandwich: list[RdPoint]) -> d
     }
 
 
+def check_knobs(module: SandwichModule, knobs: Sequence[int] | None) -> list[int]:
+    """The real codec's knob values to sweep (default: the config's ``codec.levels``); InputError unless
+    there are at least 4 (for BD figures) and the codec takes each."""
+    codec = module.codec
+    knobs = list(knobs or codec.levels)
+    if len(knobs) < 4:
+        raise InputError(f"eval: need at least 4 knob values ({codec.knob}) for BD figures, got {knobs}")
+    for knob in knobs:
+        codec.real.check_level(knob)
+    return knobs
+
+
+def sweep_baselines(module: SandwichModule, tensors: Sequence[Tensor], knobs: Sequence[int], keep: int, progress: tqdm) -> dict[str, list[RdPoint]]:
+    """Every point of every baseline of ``module``'s scenario (all variants of a baseline in one list)."""
+    return {
+        name: [p for label, variant in variants.items() for p in sweep(module, tensors, knobs, label, variant, keep, progress)]
+        for name, variants in module.baselines().items()
+    }
+
+
+def baseline_entries(swept: dict[str, list[RdPoint]], module: SandwichModule) -> dict[str, dict]:
+    """CompressAI entries of the baselines' Pareto fronts (PSNR), with the variant of each point."""
+    codec = module.codec
+    return {
+        name: results_entry(name, f"{name} baseline, real {codec.describe()}, Pareto front (PSNR) over variants x {codec.knob}", results(front(points), codec.knob))
+        | {"variants": [p.variant for p in front(points)]}
+        for name, points in swept.items()
+    }
+
+
 def evaluate(
     module: SandwichModule, images: dict[str, np.ndarray], out_dir: Path, knobs: Sequence[int] | None = None, intro: Sequence[str] = ()
 ) -> dict:
@@ -84,36 +115,23 @@ def evaluate(
     Returns the ``results.json`` content.
     """
     codec = module.codec
-    knobs = list(knobs or codec.levels)
-    if len(knobs) < 4:
-        raise InputError(f"eval: need at least 4 knob values ({codec.knob}) for BD figures, got {knobs}")
-    for knob in knobs:
-        codec.real.check_level(knob)
+    knobs = check_knobs(module, knobs)
     tensors = [to_tensor(a, module.bit_depth)[None] for a in images.values()]
     names = list(images)
-    baselines = module.baselines()
-    total = len(knobs) * len(tensors) * (1 + sum(len(v) for v in baselines.values()))
+    total = len(knobs) * len(tensors) * (1 + sum(len(v) for v in module.baselines().values()))
     keep = min(EXAMPLE_ROWS, len(tensors))
     with tqdm(total=total, desc=f"eval (real {codec.real.name})", unit="code") as progress:
         sandwich = sweep(module, tensors, knobs, "sandwich", None, keep, progress)
-        swept = {
-            name: [p for label, variant in variants.items() for p in sweep(module, tensors, knobs, label, variant, keep, progress)]
-            for name, variants in baselines.items()
-        }
+        swept = sweep_baselines(module, tensors, knobs, keep, progress)
     fronts = {name: front(points) for name, points in swept.items()}
     experiment, described = module.config["name"], codec.describe()
     report = results_entry(f"sandwich-{experiment}", f"{experiment}: trained sandwich around real {described}, {codec.knob} sweep {knobs}", results(sandwich, codec.knob))
     report["codec"] = described
-    report["baselines"] = {
-        name: results_entry(name, f"{name} baseline, real {described}, Pareto front (PSNR) over variants x {codec.knob}", results(points, codec.knob))
-        | {"variants": [p.variant for p in points]}
-        for name, points in fronts.items()
-    }
+    report["baselines"] = baseline_entries(swept, module)
     report["bd"] = bd_report(swept, sandwich)
     report["images"] = names
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
-    try:
+    with staged_folder(out_dir) as tmp:
         (tmp / "results.json").write_text(json.dumps(report, indent=2))
         title = f"{experiment} on {len(names)} images (real {described})"
         figures = []
@@ -123,38 +141,30 @@ def evaluate(
             figures.append((f"Rate-{label} curves (bpp from the real codec's payload bytes per source pixel)", FIGURES[metric]))
         prefix = "q" if codec.knob == "quality" else codec.knob
         save_examples(_example_rows(images, sandwich, fronts, prefix), tmp / "examples.png")
-        table = [
-            {"metric": METRICS[metric], "vs baseline": name, "BD-quality (dB)": _fmt(bd["bd_psnr_db"]), "BD-rate (%)": _fmt(bd["bd_rate_percent"]),
-             "gain, min..max (dB)": _gap(bd["gap"]), "note": bd["note"] or ""}
-            for metric, per_baseline in report["bd"].items()
-            for name, bd in per_baseline.items()
-        ]
         interpolation = next(iter(report["bd"]["psnr-rgb"].values()))["interpolation"]
         write_index_html(
             tmp / "index.html",
             f"sandwich: {experiment}",
             [*intro, f"Images: {', '.join(names)}. Codec: real {described}, {codec.knob} values {knobs}. BD interpolation: {interpolation}."],
-            table,
+            bd_rows(report["bd"]),
             [*figures, ("Examples at similar rates", "examples.png")],
         )
-        _replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return report
+
+
+def bd_rows(bd: dict[str, dict[str, dict]], **first: str) -> list[dict[str, str]]:
+    """Table rows (for :func:`~sandwich.evaluate.report.write_index_html`) of a ``{metric: {baseline: BD}}``
+    report, each starting with the columns of ``first`` (e.g. ``curve="front"``)."""
+    return [
+        first | {"metric": METRICS[metric], "vs baseline": name, "BD-quality (dB)": _fmt(figures["bd_psnr_db"]),
+                 "BD-rate (%)": _fmt(figures["bd_rate_percent"]), "gain, min..max (dB)": _gap(figures["gap"]), "note": figures["note"] or ""}
+        for metric, per_baseline in bd.items()
+        for name, figures in per_baseline.items()
+    ]
 
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.2f}"
-
-
-def _replace(new: Path, out_dir: Path) -> None:
-    """Move ``new``'s files into ``out_dir`` (created if needed), replacing same-named files."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for item in new.iterdir():
-        target = out_dir / item.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        item.replace(target)
 
 
 def read_images(folder: str | Path) -> dict[str, np.ndarray]:
@@ -168,9 +178,10 @@ def _gap(gap: dict) -> str:
     return f"{gap['min_gain_db']:+.2f} (at {gap['at_bpp_min']:.2f} bpp) .. {gap['max_gain_db']:+.2f} (at {gap['at_bpp_max']:.2f} bpp)"
 
 
-def print_bd(report: dict) -> None:
-    """One line per metric and baseline with the BD figures (or why they are missing) and the range of the gain."""
-    for metric, per_baseline in report["bd"].items():
+def print_bd(bd: dict[str, dict[str, dict]]) -> None:
+    """One line per metric and baseline of a ``{metric: {baseline: BD}}`` report with the BD figures (or why
+    they are missing) and the range of the gain."""
+    for metric, per_baseline in bd.items():
         for name, bd in per_baseline.items():
             line = f"  {METRICS[metric]} vs {name}: BD {_fmt(bd['bd_psnr_db'])} dB, BD-rate {_fmt(bd['bd_rate_percent'])} %, gain {_gap(bd['gap'])} dB"
             print(line + (f" ({bd['note']})" if bd["note"] else ""))
@@ -178,7 +189,10 @@ def print_bd(report: dict) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``sandwich eval``."""
-    parser.add_argument("--ckpt", required=True, help="checkpoint written by `sandwich train` (e.g. runs/.../checkpoints/last.ckpt)")
+    parser.add_argument(
+        "--ckpt", required=True,
+        help="checkpoint written by `sandwich train` (e.g. runs/.../checkpoints/best.ckpt), or a W&B model artifact: wandb:ENTITY/PROJECT/model-RUN_ID:best",
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", help="folder of 8-bit images (PNG, JPEG, ...; any size)")
     source.add_argument(
@@ -191,9 +205,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    """``sandwich eval`` entry point."""
-    module = load_module(args.ckpt)
+    """``sandwich eval`` entry point: the report, then its files as a W&B artifact (:func:`~sandwich.tracking.log_outputs`)."""
+    path, artifacts = Path(args.ckpt), []
+    if args.ckpt.startswith(WANDB_PREFIX):
+        (path, artifact), *more = wandb_checkpoints(args.ckpt[len(WANDB_PREFIX) :])
+        if more:
+            raise InputError(f"{args.ckpt}: names {len(more) + 1} models; `sandwich eval` takes one (`sandwich report` takes many)")
+        artifacts.append(artifact)
+    module = load_module(path)
     images = read_images(args.images) if args.images else load_photos(COLOR_PHOTOS_BY_SOURCE[args.samples])
-    report = evaluate(module, images, Path(args.out), args.levels)
-    print(f"sandwich: wrote {args.out}/results.json, {', '.join(FIGURES.values())}, examples.png, index.html")
-    print_bd(report)
+    out = Path(args.out)
+    report = evaluate(module, images, out, args.levels)
+    print(f"sandwich: wrote {out}/results.json, {', '.join(FIGURES.values())}, examples.png, index.html")
+    print_bd(report["bd"])
+    logger = module.config.get("logger", {})
+    log_outputs(
+        out, "eval", [out / "results.json", *(out / f for f in FIGURES.values()), out / "examples.png", out / "index.html"],
+        {"experiment": module.config["name"], "lmbda": module.config["lmbda"], "codec": report["codec"], "checkpoint": artifacts[0] if artifacts else str(path.resolve()),
+         "project": logger.get("project"), "entity": logger.get("entity")},
+        {f"bd/{metric}/{name}": bd["bd_rate_percent"] for metric, per in report["bd"].items() for name, bd in per.items()},
+        artifacts,
+    )

@@ -91,6 +91,22 @@ def curve(points: list[RdPoint], metric: str = "psnr-rgb") -> tuple[list[float],
     return [p.bpp for p in points], [p.value(metric) for p in points]
 
 
+def from_results(results: dict[str, list], knob: str, variant: str) -> list[RdPoint]:
+    """The points of a CompressAI ``results`` dict written by :func:`results` (no per-image rates or examples).
+
+    A curve without MS-SSIM (e.g. a published PSNR-only anchor) gets NaN there: :func:`has_metric` says so.
+    """
+    n = len(results["bpp"])
+    knobs = results.get(knob, list(range(n)))
+    ssim = results.get("ms-ssim-rgb", results.get("ms-ssim", [float("nan")] * n))
+    return [RdPoint(variant, int(k), float(b), float(p), float(m), []) for k, b, p, m in zip(knobs, results["bpp"], results["psnr-rgb"], ssim, strict=True)]
+
+
+def has_metric(points: list[RdPoint], metric: str) -> bool:
+    """Whether every point has a finite value in ``metric``."""
+    return all(np.isfinite(p.value(metric)) for p in points)
+
+
 def results(points: list[RdPoint], knob: str = "quality") -> dict[str, list]:
     """CompressAI ``results`` lists for ``points``, with the codec's knob value of each point (``knob``: its name)."""
     return {

@@ -161,7 +161,7 @@ class SandwichModule(L.LightningModule):
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
         """Real codec at each of ``codec.val_levels``: ``val/loss`` (their mean, the selection metric),
-        ``val/psnr_q<Q>`` or ``val/psnr_qp<QP>`` per knob value."""
+        ``val/psnr_q<Q>`` and ``val/bpp_q<Q>`` (or ``..._qp<QP>``) per knob value."""
         knobs = self.codec.val_levels
         prefix = "q" if self.codec.knob == "quality" else self.codec.knob
         totals: dict[str, Tensor] = {}
@@ -170,7 +170,7 @@ class SandwichModule(L.LightningModule):
             losses = self._losses(batch, out)
             for key, value in losses.items():
                 totals[key] = totals.get(key, 0) + value / len(knobs)
-            self.log(f"val/psnr_{prefix}{knob}", losses["psnr"], batch_size=batch.shape[0])
+            self.log_dict({f"val/psnr_{prefix}{knob}": losses["psnr"], f"val/bpp_{prefix}{knob}": losses["bpp"]}, batch_size=batch.shape[0])
             self.log_dict({f"val/proxy_{k}_{prefix}{knob}": v for k, v in self._proxy_fidelity(out).items()}, batch_size=batch.shape[0])
             if self.trainer.is_global_zero and batch_idx < self.config.get("log_images", 1) and knob == knobs[len(knobs) // 2]:
                 self._save_images(batch, out, batch_idx)
