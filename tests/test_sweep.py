@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from sandwich.cli import main
 from sandwich.sweep import FINISHED, grid, load_sweep, plan, render
@@ -35,16 +37,22 @@ def write_sweep(folder: Path, parameters: dict) -> Path:
     return path
 
 
-def test_a_two_point_sweep_trains_both_then_skips_them(tmp_path, capsys):
+def test_a_two_point_sweep_trains_both_reports_them_then_skips_them(tmp_path, capsys, photo_crops):
+    """One command trains every point and writes the sweep's report (its front: tests/test_report.py)."""
     path = write_sweep(tmp_path, {"lmbda": {"values": [5, 40]}})
-    out = tmp_path / "runs"
-    assert main(["sweep", str(path), *TINY, "--out", str(out)]) == 0
+    out, images = tmp_path / "runs", tmp_path / "images"
+    images.mkdir()
+    for i, crop in enumerate(photo_crops[:2]):
+        Image.fromarray(crop).save(images / f"photo{i}.png")
+    assert main(["sweep", str(path), *TINY, "--out", str(out), "--report-images", str(images)]) == 0
     for name, lmbda in (("lmbda=5", 5), ("lmbda=40", 40)):
         assert (out / name / FINISHED).is_file()
         checkpoint = torch.load(out / name / "checkpoints" / "last.ckpt", weights_only=False)
         assert checkpoint["global_step"] == 2 and checkpoint["sandwich_config"]["lmbda"] == lmbda
+    report = json.loads((out / "report" / "results.json").read_text())
+    assert set(report["models"]) == {"lmbda=5", "lmbda=40"} and report["images"] == ["photo0", "photo1"]
     capsys.readouterr()
-    assert main(["sweep", str(path), *TINY, "--out", str(out)]) == 0
+    assert main(["sweep", str(path), *TINY, "--out", str(out), "--no-report"]) == 0
     assert capsys.readouterr().out.count("skipped") == 2
 
 
@@ -59,3 +67,6 @@ def test_bad_sweeps_are_refused_before_anything_runs(tmp_path, capsys, parameter
     assert len(err) == 1 and match in err[0] and not out.exists()
     assert main(["sweep", str(tmp_path / "missing.yaml")]) == 2
     assert "no such sweep file" in capsys.readouterr().err
+    good = write_sweep(tmp_path, {"lmbda": {"values": [5]}})
+    assert main(["sweep", str(good), "--out", str(out), "--report-images", str(tmp_path / "nowhere")]) == 2
+    assert "no such folder" in capsys.readouterr().err and not out.exists()

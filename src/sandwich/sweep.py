@@ -7,7 +7,12 @@ one, this command renders the same command for every grid point with wandb's own
 every point composes into a valid configuration before anything runs, then trains the points in order
 into ``runs/sweeps/<file stem>/<point>/`` (or ``--out``). A point whose run finished is skipped; an
 interrupted one resumes from its ``last.ckpt``. Extra ``KEY=VALUE`` overrides apply to every point, e.g.
-``trainer.max_steps=-1 'trainer.max_time={seconds: 600}'`` for a time budget per point.
+``trainer.max_steps=500`` for a step budget per point (the same work on a busy or an idle machine).
+
+When every point is trained, ``sandwich report`` runs over them (:mod:`sandwich.evaluate.family`): one RD
+report with every model's curve and their Pareto front against the baselines, in ``<sweep folder>/report``,
+on the embedded photos of a source none of them trained on (``--report-samples``, default ``sporco``) or on
+your images (``--report-images``); ``--no-report`` skips it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 import yaml
 
 from sandwich.config import compose
+from sandwich.data.samples import COLOR_PHOTOS_BY_SOURCE
 from sandwich.errors import InputError
 from sandwich.files import write_json
 
@@ -98,6 +104,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sweep", help="a W&B grid sweep file, e.g. sweeps/gray_jpeg_lambda.yaml")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides for every point, e.g. trainer.max_steps=500")
     parser.add_argument("--out", help="folder of the points' run folders (default: runs/sweeps/<sweep file stem>)")
+    report = parser.add_mutually_exclusive_group()
+    report.add_argument(
+        "--report-samples", default="sporco", choices=sorted(COLOR_PHOTOS_BY_SOURCE), help="embedded photos the report evaluates on (default: sporco, never trained on)"
+    )
+    report.add_argument("--report-images", metavar="DIR", help="a folder of your images for the report instead")
+    report.add_argument("--no-report", action="store_true", help="train only; run `sandwich report` later")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -105,6 +117,8 @@ def run(args: argparse.Namespace) -> None:
     from sandwich.train import quiet_lightning, train
 
     planned = plan(args.sweep, args.out, args.overrides)
+    if args.report_images and not Path(args.report_images).is_dir():
+        raise InputError(f"--report-images {args.report_images}: no such folder")
     quiet_lightning()
     for i, (point, config) in enumerate(planned, 1):
         folder = Path(config["out_dir"])
@@ -115,4 +129,11 @@ def run(args: argparse.Namespace) -> None:
         print(f"{label}: training into {folder}")
         last = train(config)
         write_json(folder / FINISHED, {"point": point, "checkpoint": str(last)})
-    print(f"sandwich sweep: all {len(planned)} points trained, in {Path(planned[0][1]['out_dir']).parent}")
+    folder = Path(planned[0][1]["out_dir"]).parent
+    print(f"sandwich sweep: all {len(planned)} points trained, in {folder}")
+    if not args.no_report:
+        from sandwich.evaluate import family
+
+        samples = None if args.report_images else args.report_samples
+        points = [config["out_dir"] for _, config in planned]
+        family.run(argparse.Namespace(models=points, images=args.report_images, samples=samples, out=folder / "report", levels=None, checkpoint="best", anchor=[]))
