@@ -19,7 +19,7 @@ import sandwich.train as train_module
 from sandwich.cli import main
 from sandwich.config import compose
 from sandwich.data.shards import ensure_sample_shards
-from sandwich.tracking import NOT_A_CHECKOUT, git_commit, git_diff, run_id, wandb_mode, write_provenance
+from sandwich.tracking import NOT_A_CHECKOUT, PROVENANCE, git_commit, git_diff, run_id, wandb_mode, write_provenance
 from sandwich.train import train
 from wandb_log import history, md5_b64, of_type, offline_runs, records
 
@@ -71,13 +71,15 @@ def test_a_wandb_run_holds_the_config_metrics_images_and_checkpoints(tmp_path: P
     assert {p for p in entries if p != "index.json"} == {f"shards/{f.name}" for f in shard_dir.iterdir()}
     assert entries["shards/index.json"].ref == (shard_dir / "index.json").as_uri()
     assert json.loads(dataset.metadata)["index_sha256"] == hashlib.sha256((shard_dir / "index.json").read_bytes()).hexdigest()
-    artifacts = {a.manifest.contents[0].path: a for a in of_type(found, "artifact") if a.type == "model"}
+    artifacts = {c.path: a for a in of_type(found, "artifact") if a.type == "model" for c in a.manifest.contents if c.path.endswith(".ckpt")}
     assert set(artifacts) == {"last.ckpt", "best.ckpt"}
     commit = (out / "git.txt").read_text().strip()
     for name, alias in (("last.ckpt", "last"), ("best.ckpt", "best")):
         artifact = artifacts[name]
         assert artifact.type == "model" and artifact.name == f"model-{run_id(out)}" and alias in artifact.aliases
-        assert artifact.manifest.contents[0].digest == md5_b64(out / "checkpoints" / name)
+        digests = {c.path: c.digest for c in artifact.manifest.contents}
+        assert digests[name] == md5_b64(out / "checkpoints" / name)
+        assert {p: digests[p] for p in PROVENANCE} == {p: md5_b64(out / p) for p in PROVENANCE}
         meta = {"experiment": config["name"], "lmbda": config["lmbda"], "codec": config["codec"]["name"], "git_commit": commit}
         assert json.loads(artifact.metadata) == meta
     assert of_type(found, "exit")[0].exit_code == 0 and wandb.run is None

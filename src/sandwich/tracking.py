@@ -45,6 +45,7 @@ from sandwich.files import cache_root, write_text
 MODES = ("online", "offline", "disabled")
 WANDB_PREFIX = "wandb:"  # a checkpoint reference on W&B: wandb:ENTITY/PROJECT/ARTIFACT:ALIAS, .../RUN_ID or .../sweeps/SWEEP_ID
 NOT_A_CHECKOUT = "not a git checkout"
+PROVENANCE = ("config.yaml", "git.txt", "git.diff", "packages.txt")  # what every run folder records about how it was made
 CODE = Path(__file__).parent  # this package's folder: its git checkout is the code a run runs
 
 
@@ -137,7 +138,8 @@ def finish_run(logger: Logger | None, config: dict[str, Any], last: Path, best: 
     """With a ``WandbLogger``: log the checkpoints as the model artifact ``model-<run id>``, then close the run.
 
     ``last`` gets the alias ``last`` (and ``latest``: it is logged second) and ``best`` the alias ``best``
-    (the same file when no validation wrote a ``best.ckpt``). Offline, the manifests go to the run's local
+    (the same file when no validation wrote a ``best.ckpt``). Each version also holds the run folder's
+    provenance (:data:`PROVENANCE`: the resolved config, git commit and diff, package versions). Offline, the manifests go to the run's local
     files and the checkpoints' copies to W&B's staging folder (``WANDB_DATA_DIR``), both for ``wandb sync``.
     Other loggers: nothing.
     """
@@ -152,6 +154,9 @@ def finish_run(logger: Logger | None, config: dict[str, Any], last: Path, best: 
         for path, names in aliases.items():
             artifact = wandb.Artifact(f"model-{run.id}", type="model", metadata=metadata)
             artifact.add_file(str(path), name=path.name)
+            for name in PROVENANCE:
+                if (Path(config["out_dir"]) / name).is_file():
+                    artifact.add_file(str(Path(config["out_dir"]) / name), name=name)
             run.log_artifact(artifact, aliases=names)
     finally:
         run.finish()
