@@ -48,11 +48,11 @@ def image_dir(tmp_path: Path, photo_crops) -> Path:
 
 
 def analytic(bpp: list[float], offset: float, variant: str) -> list[RdPoint]:
-    """Points on PSNR = 30 + 6 log2(bpp) + offset (MS-SSIM on a matching curve)."""
+    """Points on PSNR = 30 + 6 log2(bpp) + offset (PSNR-Y the same, MS-SSIM on a matching curve)."""
     points = []
     for i, b in enumerate(bpp):
         psnr = 30 + 6 * math.log2(b) + offset
-        points.append(RdPoint(variant, i, b, psnr, 1 - 10 ** (-psnr / 20), [b]))
+        points.append(RdPoint(variant, i, b, psnr, psnr, 1 - 10 ** (-psnr / 20), [b]))
     return points
 
 
@@ -69,7 +69,7 @@ def test_front_and_bd_of_a_family_against_analytic_curves() -> None:
     assert front(every, "ms-ssim-db") == on_curve
     baseline = {"codec": analytic(low + high, -1, "codec")}
     bd = bd_report(baseline, every)
-    for metric in ("psnr-rgb",):
+    for metric in ("psnr-rgb", "psnr-y"):
         assert bd[metric]["codec"]["bd_psnr_db"] == pytest.approx(1.0, abs=1e-9)
         assert bd[metric]["codec"]["gap"]["min_gain_db"] == pytest.approx(1.0, abs=1e-9)
     assert bd["psnr-rgb"]["codec"]["bd_rate_percent"] == pytest.approx((2 ** (-1 / 6) - 1) * 100, abs=1e-6)  # 1 dB = 1/6 octave of rate

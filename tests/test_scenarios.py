@@ -37,6 +37,8 @@ def photo(name: str, h: int, w: int) -> torch.Tensor:
 
 
 REAL_CODEC = {"rgb_jpeg420": "jpeg", "rgb_jpeg444": "jpeg", "gray_jpeg": "jpeg", "rgb_hevc": "hevc", "gray_hevc": "hevc"}
+REAL_CODEC |= {f"{e}{v}": c for e, c in (("sr2_jpeg", "jpeg"), ("sr4_jpeg", "jpeg"), ("sr2_hevc", "hevc")) for v in ("", "_postonly")}
+CROPS = {"sr4_jpeg": ["data.crop=64", "data.val_crop=64"], "sr4_jpeg_postonly": ["data.crop=64", "data.val_crop=64"]}  # the codec's 16-pixel block at 1/4
 
 
 @pytest.mark.parametrize("experiment", group_options("experiment"))
@@ -44,7 +46,7 @@ def test_fast_dev_run_every_experiment(tmp_path, experiment):
     """One training step and one validation with the configured real codec: the step moves the weights
     (the checkpoint's EMA weights differ from the seeded initial ones) and the checkpoint rebuilds a
     module whose real codec is the one the experiment names."""
-    config = tiny_config(tmp_path, experiment, "+trainer.fast_dev_run=true")
+    config = tiny_config(tmp_path, experiment, "+trainer.fast_dev_run=true", *CROPS.get(experiment, []))
     torch.manual_seed(config["seed"])
     initial = {k: v.clone() for k, v in create_module(config).state_dict().items()}
     last = train(config)

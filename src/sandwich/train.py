@@ -86,6 +86,8 @@ def build(config: dict[str, Any]) -> tuple[SandwichModule, ShardDataModule, L.Tr
     _check(config)
     L.seed_everything(config["seed"], workers=True, verbose=False)
     module = create_module(config)
+    if not any(p.requires_grad for p in module.parameters()):
+        raise InputError("config: nothing to train (no network, fixed bypasses and codec steps); pick a net preset, e.g. net=u8_16")
     data = ShardDataModule(**config["data"], seed=config["seed"])
     out_dir = Path(config["out_dir"])
     checkpoints = out_dir / "checkpoints"

@@ -12,7 +12,8 @@ Pareto front of all their points. This command takes the family from any mix of:
 
 Every model is evaluated with the real codec over the knob sweep (``--levels``, default the config's), on a
 folder of images or the embedded photos of one source; its curve is cached in its run folder
-(``eval/curve-<key>.json``, keyed by the images and knob values, checked against the checkpoint's sha256),
+(``eval/curve-<key>.json``, keyed by the images and knob values, checked against the checkpoint's sha256
+and the metrics reported),
 so adding a λ to a sweep evaluates only the new model. The configuration's baselines are evaluated once
 (cached beside the first model). The models must share a scenario and a codec (they may differ in λ, net,
 loss, ...); a report over different configurations is refused.
@@ -41,7 +42,7 @@ from tqdm import tqdm
 from sandwich.data.samples import COLOR_PHOTOS_BY_SOURCE, load_photos
 from sandwich.evaluate.checkpoint import load_module
 from sandwich.evaluate.report import plot_rd, results_entry, write_index_html
-from sandwich.evaluate.run import FIGURES, baseline_entries, bd_report, bd_rows, check_knobs, print_bd, read_images, sweep_baselines
+from sandwich.evaluate.run import FIGURES, baseline_entries, bd_report, bd_rows, check_images, check_knobs, print_bd, read_images, sweep_baselines
 from sandwich.evaluate.sweep import METRICS, RdPoint, from_results, front, has_metric, results, sweep
 from sandwich.errors import InputError
 from sandwich.files import staged_folder, write_json
@@ -177,7 +178,7 @@ def _cached(path: Path, stamp: str) -> dict | None:
 def member_curve(member: Member, module: SandwichModule, images: dict[str, np.ndarray], knobs: list[int], progress: tqdm) -> list[RdPoint]:
     """The model's RD points with the real codec, from its cache when the checkpoint is the one evaluated."""
     path = member.folder / "eval" / f"curve-{images_key(images, knobs)}.json"
-    stamp = _sha256(member.checkpoint)
+    stamp = f"{_sha256(member.checkpoint)} {' '.join(METRICS)}"  # a cache without this version's metrics is stale
     knob = module.codec.knob
     if (hit := _cached(path, stamp)) is not None:
         progress.update(len(knobs) * len(images))
@@ -190,7 +191,7 @@ def member_curve(member: Member, module: SandwichModule, images: dict[str, np.nd
 
 def baseline_curves(first: Member, module: SandwichModule, images: dict[str, np.ndarray], knobs: list[int], progress: tqdm) -> dict[str, list[RdPoint]]:
     """Every point of every baseline of the family's configuration, cached beside the first model."""
-    shared = json.dumps({k: module.config[k] for k in FAMILY_KEYS}, sort_keys=True)
+    shared = json.dumps({k: module.config[k] for k in FAMILY_KEYS} | {"metrics": list(METRICS)}, sort_keys=True)
     path = first.folder / "eval" / f"baselines-{images_key(images, knobs, shared)}.json"
     knob = module.codec.knob
     if (hit := _cached(path, shared)) is not None:
@@ -222,6 +223,7 @@ def report(members: list[Member], images: dict[str, np.ndarray], out_dir: Path, 
     members, modules = [members[i] for i in order], [modules[i] for i in order]
     first = modules[0]
     knobs = check_knobs(first, knobs)
+    check_images(first, images)
     anchor_curves = dict(read_anchor(a) for a in anchors)
     codec, experiment = first.codec, first.config["name"]
     total = len(knobs) * len(images) * (len(members) + sum(len(v) for v in first.baselines().values()))

@@ -4,14 +4,16 @@ For every image in a folder (any size; or the embedded colour photos of one sour
 trained pre-processor (told the level of the knob value, see :mod:`sandwich.codecs.stage`), the real
 codec (the config's: JPEG, HEVC, AV1, ...) at each knob value (quality or QP) and the post-processor;
 the same for every baseline of the scenario (a baseline with several variants, e.g. the texture
-embedding's gains, is merged into one curve by its Pareto front). Writes to OUTDIR:
+embedding's gains, is merged into one curve by its Pareto front), and for every ``--compare`` checkpoint
+(another trained model with the same codec, e.g. the post-only variant). Writes to OUTDIR:
 
 * ``results.json``: CompressAI-format entry for the sandwich, ``"codec"`` (the real codec in words),
-  ``"baselines"`` (same format, by name; ``"codec"`` is the codec alone), ``"bd"`` (per quality metric,
-  ``psnr-rgb`` and ``ms-ssim-db`` = ``-10 log10(1 - MS-SSIM)``: BD-rate and BD-quality of the sandwich
-  vs each baseline, on the Pareto fronts in that metric);
-* ``rd.png`` (PSNR) and ``rd_ms-ssim.png``: all RD curves; ``examples.png``: source, bottleneck,
-  sandwich and baselines side by side;
+  ``"baselines"`` (same format, by name; ``"codec"`` is the codec alone; compared models too, named in
+  ``"compared"``), ``"bd"`` (per quality metric, ``psnr-rgb``, ``psnr-y`` (BT.601 luma) and ``ms-ssim-db``
+  = ``-10 log10(1 - MS-SSIM)``: BD-rate and BD-quality of the sandwich vs each baseline, on the Pareto
+  fronts in that metric);
+* ``rd.png`` (PSNR), ``rd_psnr-y.png`` and ``rd_ms-ssim.png``: all RD curves; ``examples.png``: source,
+  bottleneck, sandwich and baselines side by side;
 * ``index.html``: the above on one page.
 
 bpp is the real codec's payload bits per source pixel. Outputs are written to a temporary folder and
@@ -42,7 +44,7 @@ from sandwich.tracking import WANDB_PREFIX, log_outputs, wandb_checkpoints
 from sandwich.scenarios.base import SandwichModule
 
 EXAMPLE_ROWS = 4
-FIGURES = {"psnr-rgb": "rd.png", "ms-ssim-db": "rd_ms-ssim.png"}  # RD plot file per metric of METRICS
+FIGURES = {"psnr-rgb": "rd.png", "psnr-y": "rd_psnr-y.png", "ms-ssim-db": "rd_ms-ssim.png"}  # RD plot file per metric of METRICS
 
 
 def _example_rows(images: dict[str, np.ndarray], sandwich: list[RdPoint], baselines: dict[str, list[RdPoint]], prefix: str) -> list:
@@ -88,6 +90,15 @@ def check_knobs(module: SandwichModule, knobs: Sequence[int] | None) -> list[int
     return knobs
 
 
+def check_images(module: SandwichModule, images: dict[str, np.ndarray]) -> None:
+    """InputError naming the first image the module's adapter cannot take (e.g. too small to down-sample)."""
+    for name, image in images.items():
+        try:
+            module.adapter.check(*image.shape[:2])
+        except InputError as exc:
+            raise InputError(f"{name}: {exc}") from None
+
+
 def sweep_baselines(module: SandwichModule, tensors: Sequence[Tensor], knobs: Sequence[int], keep: int, progress: tqdm) -> dict[str, list[RdPoint]]:
     """Every point of every baseline of ``module``'s scenario (all variants of a baseline in one list)."""
     return {
@@ -106,23 +117,44 @@ def baseline_entries(swept: dict[str, list[RdPoint]], module: SandwichModule) ->
     }
 
 
+def compared_names(module: SandwichModule, compare: Sequence[SandwichModule]) -> list[str]:
+    """A curve name per compared model (its experiment, numbered when two share one); InputError unless
+    each codes with the same codec configuration as ``module``."""
+    names: list[str] = []
+    for other in compare:
+        if other.config["codec"] != module.config["codec"]:
+            raise InputError(f"--compare: {other.config['name']} codes with codec {other.config['codec']['name']}, not {module.config['codec']['name']}'s configuration")
+        name = other.config["name"]
+        names.append(name if name not in names and name != module.config["name"] else f"{name} ({len(names) + 1})")
+    return names
+
+
 def evaluate(
-    module: SandwichModule, images: dict[str, np.ndarray], out_dir: Path, knobs: Sequence[int] | None = None, intro: Sequence[str] = ()
+    module: SandwichModule,
+    images: dict[str, np.ndarray],
+    out_dir: Path,
+    knobs: Sequence[int] | None = None,
+    intro: Sequence[str] = (),
+    compare: Sequence[SandwichModule] = (),
 ) -> dict:
     """Evaluate ``module`` and its baselines on ``images`` (``{name: (H, W, 3) uint8}``); write the report.
 
     ``knobs``: the real codec's knob values (qualities or QPs; default: the config's ``codec.levels``).
-    Returns the ``results.json`` content.
+    ``compare``: other trained models with the same codec (e.g. a post-only variant), each one more curve
+    of the report, with BD figures like a baseline's. Returns the ``results.json`` content.
     """
     codec = module.codec
     knobs = check_knobs(module, knobs)
+    compared = compared_names(module, compare)
+    check_images(module, images)
     tensors = [to_tensor(a, module.bit_depth)[None] for a in images.values()]
     names = list(images)
-    total = len(knobs) * len(tensors) * (1 + sum(len(v) for v in module.baselines().values()))
+    total = len(knobs) * len(tensors) * (1 + len(compare) + sum(len(v) for v in module.baselines().values()))
     keep = min(EXAMPLE_ROWS, len(tensors))
     with tqdm(total=total, desc=f"eval (real {codec.real.name})", unit="code") as progress:
         sandwich = sweep(module, tensors, knobs, "sandwich", None, keep, progress)
         swept = sweep_baselines(module, tensors, knobs, keep, progress)
+        swept |= {name: sweep(other, tensors, knobs, name, None, keep, progress) for name, other in zip(compared, compare, strict=True)}
     fronts = {name: front(points) for name, points in swept.items()}
     experiment, described = module.config["name"], codec.describe()
     report = results_entry(f"sandwich-{experiment}", f"{experiment}: trained sandwich around real {described}, {codec.knob} sweep {knobs}", results(sandwich, codec.knob))
@@ -130,6 +162,7 @@ def evaluate(
     report["baselines"] = baseline_entries(swept, module)
     report["bd"] = bd_report(swept, sandwich)
     report["images"] = names
+    report["compared"] = compared
 
     with staged_folder(out_dir) as tmp:
         (tmp / "results.json").write_text(json.dumps(report, indent=2))
@@ -202,6 +235,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, help="output folder for results.json, rd*.png, examples.png, index.html")
     parser.add_argument("--levels", type=int, nargs="+", help="the real codec's knob values to sweep: JPEG qualities, HEVC QPs, ... (default: the config's codec.levels)")
+    parser.add_argument(
+        "--compare", nargs="+", default=[], metavar="CKPT",
+        help="other checkpoints with the same codec (e.g. a post-only variant) drawn and compared like baselines",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -213,9 +250,10 @@ def run(args: argparse.Namespace) -> None:
             raise InputError(f"{args.ckpt}: names {len(more) + 1} models; `sandwich eval` takes one (`sandwich report` takes many)")
         artifacts.append(artifact)
     module = load_module(path)
+    compare = [load_module(other) for other in args.compare]
     images = read_images(args.images) if args.images else load_photos(COLOR_PHOTOS_BY_SOURCE[args.samples])
     out = Path(args.out)
-    report = evaluate(module, images, out, args.levels)
+    report = evaluate(module, images, out, args.levels, compare=compare)
     print(f"sandwich: wrote {out}/results.json, {', '.join(FIGURES.values())}, examples.png, index.html")
     print_bd(report["bd"])
     logger = module.config.get("logger", {})

@@ -14,6 +14,9 @@ from torch import Tensor
 
 from sandwich.sample_format import peak
 
+BT601_LUMA = (0.299, 0.587, 0.114)
+"""Weights of R, G, B in the luma Y (ITU-R BT.601, as JPEG's JFIF colour conversion)."""
+
 
 def mse(source: Tensor, recon: Tensor, bit_depth: int = 8) -> Tensor:
     """Per-image MSE ``(N,)`` in squared ``bit_depth``-bit levels, the reconstruction clipped to [0, 1] first.
@@ -23,6 +26,15 @@ def mse(source: Tensor, recon: Tensor, bit_depth: int = 8) -> Tensor:
         [1.0]
     """
     return ((source - recon.clamp(0, 1)) * peak(bit_depth)).square().flatten(1).mean(1)
+
+
+def luma_mse(source: Tensor, recon: Tensor, bit_depth: int = 8) -> Tensor:
+    """Per-image MSE ``(N,)`` of the BT.601 luma (:data:`BT601_LUMA`) of RGB images, in squared ``bit_depth``-bit
+    levels, the reconstruction clipped to [0, 1] first; a one-channel image is its own luma."""
+    if source.shape[1] == 1:
+        return mse(source, recon, bit_depth)
+    weights = source.new_tensor(BT601_LUMA)[None, :, None, None]
+    return mse((source * weights).sum(1, keepdim=True), (recon.clamp(0, 1) * weights).sum(1, keepdim=True), bit_depth)
 
 
 def psnr(mse_levels: Tensor, bit_depth: int = 8) -> Tensor:

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-_LUMA = (0.299, 0.587, 0.114)
+from sandwich.metrics.psnr import BT601_LUMA as _LUMA
+
 
 
 def rgb_to_ycc(rgb: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -1,9 +1,9 @@
 """Bottleneck adapters: what happens between the pre-processor's output and the codec, and back.
 
 A sandwich's flow is ``source -> pre -> adapter.to_codec -> codec -> adapter.from_codec -> post``. The
-identity adapter (:class:`Adapter`) hands the bottleneck to the codec as it is. The configurations
-to come change only this step: resampling around the codec (super-resolution: ``to_codec`` down,
-``from_codec`` up), bit-depth reduction to the codec's depth (HDR: floor with a straight-through
+identity adapter (:class:`Adapter`) hands the bottleneck to the codec as it is; :class:`Resample`
+carries it at a lower resolution (super-resolution). The configurations to come change only this step:
+bit-depth reduction to the codec's depth (HDR: floor with a straight-through
 gradient, midpoint reconstruction), channel groups of the codec's width (more channels than the codec
 has: ``(N, G·C, H, W) -> (N·G, C, H, W)`` and the bits of a source image's groups summed). A scenario
 picks its adapter in :meth:`~sandwich.scenarios.base.SandwichModule.make_adapter`.
@@ -11,7 +11,13 @@ picks its adapter in :meth:`~sandwich.scenarios.base.SandwichModule.make_adapter
 
 from __future__ import annotations
 
+import math
+
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+from sandwich.errors import InputError
+from sandwich.resize import bicubic_down, lanczos_up
 
 
 class Adapter(nn.Module):
@@ -25,6 +31,9 @@ class Adapter(nn.Module):
         """Channels of the bottleneck (the pre-processor's output) for a codec of ``codec_channels``."""
         return codec_channels
 
+    def check(self, height: int, width: int) -> None:
+        """Raise InputError when a ``height x width`` source cannot go through this adapter (here: never)."""
+
     def to_codec(self, bottleneck: Tensor) -> Tensor:
         """The bottleneck as the codec's input."""
         return bottleneck
@@ -32,3 +41,39 @@ class Adapter(nn.Module):
     def from_codec(self, decoded: Tensor, bits: Tensor, bottleneck: Tensor) -> tuple[Tensor, Tensor]:
         """The codec's output and bits back in the bottleneck's shape (``bottleneck`` for reference) and per source image."""
         return decoded, bits
+
+
+class Resample(Adapter):
+    """The codec carries the bottleneck ``factor`` times smaller per side (super-resolution).
+
+    ``to_codec``: the bottleneck padded at its bottom and right edges (edge samples repeated) to a multiple
+    of ``factor``, then antialiased bicubic down-sampling by ``factor``; ``from_codec``: Lanczos-3
+    up-sampling by ``factor`` and the padding cropped off (:mod:`sandwich.resize`). Any source size works;
+    a codec picture smaller than ``min_side`` (the codec's block) is refused.
+    """
+
+    def __init__(self, factor: int, min_side: int) -> None:
+        super().__init__()
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
+            raise InputError(f"scenario.scale={factor!r}: the resampling factor must be an integer >= 2")
+        self.factor, self.min_side = factor, min_side
+
+    def check(self, height: int, width: int) -> None:  # noqa: D102
+        low_h, low_w = math.ceil(height / self.factor), math.ceil(width / self.factor)
+        if min(low_h, low_w) < self.min_side:
+            raise InputError(
+                f"super-resolution: a {height}x{width} source gives a {low_h}x{low_w} codec picture at scale {self.factor}, "
+                f"smaller than the codec's {self.min_side}-pixel block (the source needs at least {self.factor * self.min_side} pixels a side)"
+            )
+
+    def to_codec(self, bottleneck: Tensor) -> Tensor:  # noqa: D102
+        h, w = bottleneck.shape[-2:]
+        self.check(h, w)
+        low_h, low_w = math.ceil(h / self.factor), math.ceil(w / self.factor)
+        padded = F.pad(bottleneck, (0, low_w * self.factor - w, 0, low_h * self.factor - h), mode="replicate")
+        return bicubic_down(padded, self.factor)
+
+    def from_codec(self, decoded: Tensor, bits: Tensor, bottleneck: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
+        h, w = bottleneck.shape[-2:]
+        up = lanczos_up(decoded, decoded.shape[-2] * self.factor, decoded.shape[-1] * self.factor)
+        return up[..., :h, :w], bits

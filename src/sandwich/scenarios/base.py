@@ -41,6 +41,11 @@ from sandwich.sample_format import to_array
 
 STAGE_KEYS = ("proxy", "real", "levels", "val_levels", "level_range")  # the codec config's CodecStage arguments
 
+Baseline = tuple[Processor, Processor | None, Adapter]
+"""A baseline variant: its pre-processor, post-processor (None: the decoded bottleneck is the output) and
+the adapter between them and the codec (the scenario's, or the identity for one that skips it, e.g. the
+codec at the source's full resolution around a super-resolution sandwich)."""
+
 
 @dataclass
 class SandwichOutput:
@@ -70,7 +75,8 @@ class SandwichModule(L.LightningModule):
             ``sandwich eval`` rebuilds the same module. Keys used here: ``codec`` (the
             :class:`~sandwich.codecs.stage.CodecStage`: ``proxy``, ``real``, ``levels``, ``val_levels``,
             ``level_range``), ``net`` (the learned branches of both processors), ``scenario``
-            (``channels``, ``bit_depth``, ``pre`` and ``post`` bypasses, ``tie_alpha``, ``baselines``),
+            (``channels``, ``bit_depth``, ``pre`` and ``post`` bypasses, ``pre_learned``, ``tie_alpha``,
+            ``baselines``),
             ``loss`` (``distortion``, ``form``), ``lmbda``, ``lmbda_level_exponent``, ``optim``
             (``lr``, ``warmup_steps``), ``log_images``.
     """
@@ -84,7 +90,8 @@ class SandwichModule(L.LightningModule):
         self.adapter = self.make_adapter()
         width = self.adapter.bottleneck_channels(self.codec.channels)
         learned = {key: config["net"][key] for key in ("mlp", "unet", "unet_sees_bypass", "conditioned", "step_scaled")}
-        self.pre = Processor(self.channels, width, scenario["pre"], **learned)
+        pre_learned = scenario.get("pre_learned", True)  # absent from checkpoints written before post-only sandwiches
+        self.pre = Processor(self.channels, width, scenario["pre"], **(learned if pre_learned else {}))
         self.post = None if scenario["post"] is None else Processor(width, self.channels, scenario["post"], **learned)
         if self.post is None and width != self.channels:
             raise InputError(f"scenario: without a post-processor the bottleneck ({width} channels) must be the output ({self.channels})")
@@ -99,21 +106,24 @@ class SandwichModule(L.LightningModule):
         """The bottleneck adapter of this configuration (:mod:`sandwich.scenarios.adapters`); identity here."""
         return Adapter()
 
-    def _build_baselines(self, baselines: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, tuple[Processor, Processor | None]]]:
+    def _build_baselines(self, baselines: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, Baseline]]:
+        """Each variant ``{pre, post, adapter}``: bypass specs, and ``adapter: false`` to skip the scenario's adapter."""
         width = self.adapter.bottleneck_channels(self.codec.channels)
         built = {}
         for name, variants in baselines.items():
-            built[name] = {
-                label: (Processor(self.channels, width, v["pre"]), None if v.get("post") is None else Processor(width, self.channels, v["post"]))
-                for label, v in variants.items()
-            }
+            built[name] = {}
+            for label, v in variants.items():
+                adapter = self.adapter if v.get("adapter", True) else Adapter()
+                inner = width if v.get("adapter", True) else self.codec.channels
+                post = None if v.get("post") is None else Processor(inner, self.channels, v["post"])
+                built[name][label] = (Processor(self.channels, inner, v["pre"]), post, adapter)
         return built
 
-    def _pass(self, source: Tensor, level: Tensor, knob: int | None, real: bool, pre: nn.Module, post: nn.Module | None) -> SandwichOutput:
+    def _pass(self, source: Tensor, level: Tensor, knob: int | None, real: bool, pre: nn.Module, post: nn.Module | None, adapter: Adapter) -> SandwichOutput:
         bottleneck = pre(source, level)
-        coded = self.adapter.to_codec(bottleneck)
+        coded = adapter.to_codec(bottleneck)
         decoded, bits = self.codec.code_real(coded, knob) if real else self.codec(coded, level)
-        decoded, bits = self.adapter.from_codec(decoded, bits, bottleneck)
+        decoded, bits = adapter.from_codec(decoded, bits, bottleneck)
         recon = decoded if post is None else post(decoded, level)
         return SandwichOutput(bottleneck, decoded, recon, bits, level)
 
@@ -122,20 +132,20 @@ class SandwichModule(L.LightningModule):
         drawn by the codec stage, see :meth:`~sandwich.codecs.stage.CodecStage.sample_levels`)."""
         if level is None:
             level = self.codec.sample_levels(source.shape[0], source.device)
-        return self._pass(source, level, None, False, self.pre, self.post)
+        return self._pass(source, level, None, False, self.pre, self.post, self.adapter)
 
     @torch.no_grad()
-    def code_real(self, source: Tensor, knob: int | None = None, baseline: tuple[Processor, Processor | None] | None = None) -> SandwichOutput:
+    def code_real(self, source: Tensor, knob: int | None = None, baseline: Baseline | None = None) -> SandwichOutput:
         """Real-codec pass at knob value ``knob`` (quality or QP; None: the proxy's learned steps).
 
-        The processors are told that knob's level; ``baseline`` swaps in a baseline variant's (pre, post).
+        The processors are told that knob's level; ``baseline`` swaps in a baseline variant's (pre, post, adapter).
         """
         level = torch.full((source.shape[0],), self.codec.level_of(knob), device=source.device)
-        pre, post = baseline if baseline is not None else (self.pre, self.post)
-        return self._pass(source, level, knob, True, pre, post)
+        pre, post, adapter = baseline if baseline is not None else (self.pre, self.post, self.adapter)
+        return self._pass(source, level, knob, True, pre, post, adapter)
 
-    def baselines(self) -> dict[str, dict[str, tuple[Processor, Processor | None]]]:
-        """The configured non-learned alternatives: ``{name: {variant label: (pre, post)}}``.
+    def baselines(self) -> dict[str, dict[str, Baseline]]:
+        """The configured non-learned alternatives: ``{name: {variant label: (pre, post, adapter)}}``.
 
         Every variant is swept over the codec's levels at evaluation; the variants of one baseline are
         merged into one RD curve by their Pareto front.

@@ -11,8 +11,9 @@ from typing import Any
 
 from sandwich.registry import Registry
 from sandwich.scenarios.base import SandwichModule
+from sandwich.scenarios.superres import SuperResolutionSandwich
 
-SCENARIOS: Registry[SandwichModule] = Registry("scenario module", {"sandwich": SandwichModule})
+SCENARIOS: Registry[SandwichModule] = Registry("scenario module", {"sandwich": SandwichModule, "superres": SuperResolutionSandwich})
 
 
 def create_module(config: dict[str, Any]) -> SandwichModule:
