@@ -111,7 +111,7 @@ def test_demo_end_to_end_in_a_few_seconds_of_training(tmp_path: Path) -> None:
                            (report / "matplotlib", ["matplotlib/grace_hopper"])):
         results = json.loads((folder / "results.json").read_text())
         assert results["images"] == photos and results["codec"] == "jpeg 4:0:0 (quality)"
-        assert set(results["bd"]) == {"psnr-rgb", "ms-ssim-db"} and set(results["bd"]["psnr-rgb"]) == {"codec", "texture_embedding"}
+        assert set(results["bd"]) == {"psnr-rgb", "psnr-y", "ms-ssim-db"} and set(results["bd"]["psnr-rgb"]) == {"codec", "texture_embedding"}
         assert (folder / "index.html").stat().st_size > 0
     assert (report / "model.ckpt").is_file()
     assert "PSNR vs texture_embedding: BD" in done.stdout and "MS-SSIM (dB) vs texture_embedding: BD" in done.stdout

@@ -88,12 +88,12 @@ def test_a_two_point_sweep_gives_one_report_and_reuses_its_evaluations(sweep_run
     for b, p in points:  # every point is on the front or dominated by a front point
         assert (b, p) in on_front or any(fb <= b and fp >= p for fb, fp in on_front)
     assert result["fronts"]["psnr-rgb"]["model"] and set(result["fronts"]["psnr-rgb"]["model"]) <= set(result["models"])
-    for metric in ("psnr-rgb", "ms-ssim-db"):
+    for metric in ("psnr-rgb", "psnr-y", "ms-ssim-db"):
         assert set(result["bd"][metric]) == {"codec", "texture_embedding"}
         assert set(result["bd_models"]["lmbda=5"][metric]) == {"codec", "texture_embedding"}
     assert {p.name for p in (out / "curves").iterdir()} == {"front-gray_jpeg.json", "lmbda=5.json", "lmbda=40.json", "codec.json", "texture_embedding.json"}
     assert json.loads((out / "curves" / "lmbda=5.json").read_text())["results"] == result["models"]["lmbda=5"]["results"]
-    for name in ("rd.png", "rd_ms-ssim.png", "index.html"):
+    for name in ("rd.png", "rd_psnr-y.png", "rd_ms-ssim.png", "index.html"):
         assert (out / name).stat().st_size > 0
     (run,) = offline_runs(out)
     assert run.name.endswith(run_id(out)) and of_type(records(run), "artifact")[0].name == f"report-{run_id(out)}"
@@ -184,7 +184,7 @@ def test_eval_and_report_take_wandb_references(sweep_runs: Path, image_dir: Path
     (run,) = offline_runs(out)
     (artifact,) = of_type(records(run), "artifact")
     assert artifact.type == "evaluation" and json.loads(artifact.metadata)["inputs"] == ["ent/proj/model-run0:v3"]
-    assert {c.path for c in artifact.manifest.contents} == {"results.json", "rd.png", "rd_ms-ssim.png", "examples.png", "index.html"}
+    assert {c.path for c in artifact.manifest.contents} == {"results.json", "rd.png", "rd_psnr-y.png", "rd_ms-ssim.png", "examples.png", "index.html"}
     assert {c.path: c.digest for c in artifact.manifest.contents}["results.json"] == md5_b64(out / "results.json")
     report = tmp_path / "report"
     assert main(["report", "wandb:ent/proj/sweeps/s1", "wandb:ent/proj/run1", "--images", str(image_dir), *LEVELS, "--out", str(report)]) == 0

@@ -228,7 +228,7 @@ def test_eval_writes_compressai_results_with_baselines_and_bd(gray_checkpoint, i
     assert {"name", "description", "results", "baselines", "bd"} <= set(report)
     assert len(report["results"]["bpp"]) == len(report["results"]["psnr-rgb"]) == len(report["results"]["ms-ssim-rgb"]) == 4
     assert report["codec"] == "jpeg 4:0:0 (quality)"
-    assert set(report["baselines"]) == {"codec", "texture_embedding"} and set(report["bd"]) == {"psnr-rgb", "ms-ssim-db"}
+    assert set(report["baselines"]) == {"codec", "texture_embedding"} and set(report["bd"]) == {"psnr-rgb", "psnr-y", "ms-ssim-db"}
     for baseline in report["baselines"].values():
         assert {"name", "description", "results"} <= set(baseline) and baseline["results"]["bpp"]
     for per_baseline in report["bd"].values():

@@ -1,10 +1,13 @@
 """``sandwich bench train``: training throughput on this machine for one experiment's default net and crop.
 
-Times full optimiser steps (forward through pre-processor, proxy codec and rate model, post-processor;
-backward; Adam) on one batch of the experiment's training data (data loading is not timed), and separately the codec proxy's own forward +
-backward on a bottleneck of the same size, giving the codec's share of the step. Prints a table and
-writes JSON (``--json PATH``) with ``images_per_s``, ``source_mpix_per_s``, ``step_ms``, ``codec_ms``,
-``codec_share`` (0..1) and ``peak_rss_mib`` (the process's peak resident memory, CPU).
+Times full optimiser steps (forward through pre-processor, adapter, proxy codec and rate model, adapter
+back, post-processor; backward; Adam) on one batch of the experiment's training data (data loading is not
+timed), and separately each stage's own forward + backward on inputs of the sizes it sees in the step:
+the pre-processor, the adapter (e.g. super-resolution's resampling down and up; nothing for the
+identity), the codec proxy, the post-processor. Their shares of the step say where its time goes (the rest
+is the loss and Adam). Prints a table and writes JSON (``--json PATH``) with ``images_per_s``,
+``source_mpix_per_s``, ``step_ms``, ``<stage>_ms`` and ``<stage>_share`` (0..1) for ``pre``, ``adapter``,
+``codec``, ``post``, and ``peak_rss_mib`` (the process's peak resident memory, CPU).
 """
 
 from __future__ import annotations
@@ -39,16 +42,27 @@ def measure(config: dict, repeats: int = 5) -> dict:
         optimizer.step()
 
     with torch.no_grad():
-        bottleneck = module.pre(x)
+        out = module(x)
+        coded = module.adapter.to_codec(out.bottleneck)
 
-    def codec() -> None:
-        b = bottleneck.clone().requires_grad_(True)
-        decoded, bits = module.codec(b)
-        (decoded.sum() + bits.sum()).backward()
+    def backward_of(fn, *inputs: torch.Tensor):
+        """A timed callable: ``fn`` on fresh leaf copies of ``inputs``, then backward of the sum of its outputs."""
 
+        def run() -> None:
+            leaves = [t.clone().requires_grad_(True) for t in inputs]
+            result = fn(*leaves)
+            sum(r.sum() for r in (result if isinstance(result, tuple) else (result,))).backward()
+
+        return run
+
+    stages = {
+        "pre": backward_of(lambda s: module.pre(s, out.level), x),
+        "adapter": backward_of(lambda b, d: module.adapter.from_codec(d, out.bits, b)[0] + module.adapter.to_codec(b).mean(), out.bottleneck, coded),
+        "codec": backward_of(lambda c: module.codec(c, out.level), coded),
+        "post": backward_of(lambda d: module.post(d, out.level) if module.post is not None else d, out.decoded),
+    }
     step_s = median_seconds(step, repeats=repeats, warmup=2)
-    codec_s = median_seconds(codec, repeats=repeats, warmup=2)
-    return {
+    report = {
         "experiment": config["name"],
         "net": config["net"]["unet"],
         "batch_size": batch,
@@ -57,10 +71,11 @@ def measure(config: dict, repeats: int = 5) -> dict:
         "step_ms": step_s * 1e3,
         "images_per_s": batch / step_s,
         "source_mpix_per_s": batch * crop * crop / step_s / 1e6,
-        "codec_ms": codec_s * 1e3,
-        "codec_share": codec_s / step_s,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+    for name, fn in stages.items():
+        seconds = median_seconds(fn, repeats=repeats, warmup=2)
+        report |= {f"{name}_ms": seconds * 1e3, f"{name}_share": seconds / step_s}
+    return report | {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +95,7 @@ def run(args: argparse.Namespace) -> None:
         [report],
         [("experiment", "experiment", "s"), ("net", "net", "s"), ("batch_size", "batch", "d"), ("crop", "crop", "d"),
          ("images_per_s", "images/s", ".1f"), ("source_mpix_per_s", "MPix/s", ".3f"), ("step_ms", "step ms", ".1f"),
-         ("codec_share", "codec share", ".2f"), ("peak_rss_mib", "peak RSS MiB", ".0f")],
+         ("pre_share", "pre", ".2f"), ("adapter_share", "adapter", ".2f"), ("codec_share", "codec", ".2f"), ("post_share", "post", ".2f"),
+         ("peak_rss_mib", "peak RSS MiB", ".0f")],
     )
     write_json(args.json, report)
