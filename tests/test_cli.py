@@ -14,8 +14,8 @@ from PIL import Image
 from sandwich.data.samples import load_photo
 
 
-def sandwich(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sandwich.cli", *args], capture_output=True, text=True, timeout=600)
+def sandwich(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sandwich.cli", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def test_help() -> None:
@@ -99,13 +99,14 @@ def test_shards_and_demo_refusals(tmp_path: Path) -> None:
     report = tmp_path / "report"
     _assert_refused(sandwich("demo", "--out", str(report), "--minutes", "0"), "--minutes", report)
     _assert_refused(sandwich("demo", "--out", str(report), "net=huge"), "net", report)
+    _assert_refused(sandwich("demo", "--out", str(report), "--eval-side", "8"), "--eval-side", report)
 
 
 @pytest.mark.slow
 def test_demo_end_to_end_in_a_few_seconds_of_training(tmp_path: Path) -> None:
     """The README's main job, with a tiny budget: selected checkpoint, reports on both held-out sources."""
     report = tmp_path / "report"
-    done = sandwich("demo", "--out", str(report), "--minutes", "0.05", "data.batches_per_epoch=5")
+    done = sandwich("demo", "--out", str(report), "--minutes", "0.05", "--eval-side", "128", "data.batches_per_epoch=5", timeout=1200)
     assert done.returncode == 0, done.stderr
     for folder, photos in ((report, ["sporco/kodim23", "sporco/monarch", "sporco/sail", "sporco/tulips", "sporco/barbara"]),
                            (report / "matplotlib", ["matplotlib/grace_hopper"])):

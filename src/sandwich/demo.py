@@ -3,7 +3,7 @@
 Trains the grayscale-codec sandwich (``experiment=gray_jpeg``: RGB carried by a one-channel JPEG 4:0:0)
 on scikit-image's colour photos for a fixed time, selecting the checkpoint on matplotlib's photo, then
 evaluates the selected model with real libjpeg-turbo on photos of a source it never saw, SPORCO's
-Kodak and Waterloo photos (centre crops of at most 512x512), against the luma-only codec and the
+Kodak and Waterloo photos (centre crops of at most 512x512, ``--eval-side``), against the luma-only codec and the
 classic colour-as-texture embedding; and again on the validation source. Writes to OUT:
 ``model.ckpt``, ``results.json``, ``rd.png``, ``examples.png``, ``index.html`` (SPORCO), ``matplotlib/``
 (the same for the validation source) and the training run (``train/``: logs, checkpoints, validation
@@ -26,13 +26,15 @@ from sandwich.errors import InputError
 from sandwich.train import best_checkpoint, quiet_lightning, train
 
 EXPERIMENT = "gray_jpeg"
-EVAL_SIDE = 512  # evaluation on centre crops of at most this side, to fit the 10-minute budget on 2 cores
+EVAL_SIDE = 512  # default side of the evaluation's centre crops, to fit the 10-minute budget on 2 cores
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``sandwich demo``."""
     parser.add_argument("--out", default="demo-report", help="report folder (default: demo-report/)")
     parser.add_argument("--minutes", type=float, default=7.5, help="training time budget in minutes (default: 7.5)")
+    parser.add_argument("--eval-side", type=int, default=EVAL_SIDE,
+                        help=f"evaluate on centre crops of at most this many pixels per side (default: {EVAL_SIDE}; smaller is faster)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="extra config overrides for the training run")
 
 
@@ -40,6 +42,8 @@ def run(args: argparse.Namespace) -> None:
     """``sandwich demo`` entry point."""
     if args.minutes <= 0:
         raise InputError(f"--minutes {args.minutes} must be > 0")
+    if args.eval_side < 16:
+        raise InputError(f"--eval-side {args.eval_side} must be at least 16 pixels")
     out = Path(args.out)
     seconds = int(args.minutes * 60)
     config = compose(
@@ -57,7 +61,7 @@ def run(args: argparse.Namespace) -> None:
         "that an unmodified libjpeg-turbo encodes; the post-processor turns the decoded gray image back into colour. "
         "Both know the JPEG quality (the decoder reads it off the quantisation tables), so one model serves every quality.",
         f"Trained for {trained / 60:.1f} minutes on CPU on {', '.join(COLOR_TRAIN_PHOTOS)} (scikit-image); checkpoint "
-        f"{chosen.name} selected on {', '.join(COLOR_VAL_PHOTOS)}; evaluated on centre crops (at most {EVAL_SIDE}x{EVAL_SIDE}) "
+        f"{chosen.name} selected on {', '.join(COLOR_VAL_PHOTOS)}; evaluated on centre crops (at most {args.eval_side}x{args.eval_side}) "
         "of photos of a source it never saw. "
         "Baselines: 'codec' is the same JPEG carrying the luma, shown as gray; 'texture_embedding' is the classic "
         "non-learned method (de Queiroz & Braun 2006), colour hidden as texture in the luma's Haar subbands, swept over "
@@ -65,7 +69,7 @@ def run(args: argparse.Namespace) -> None:
     ]
     for photos, folder in ((COLOR_EVAL_PHOTOS, out), (COLOR_VAL_PHOTOS, out / "matplotlib")):
         print(f"sandwich demo: evaluating with real JPEG on {', '.join(photos)} (not trained on)")
-        images = {name: centre_crop(image, EVAL_SIDE) for name, image in load_photos(photos).items()}
+        images = {name: centre_crop(image, args.eval_side) for name, image in load_photos(photos).items()}
         report = evaluate(module, images, folder, intro=intro)
         print_bd(report["bd"])
     shutil.copyfile(chosen, out / "model.ckpt")
