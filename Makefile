@@ -17,7 +17,7 @@ demo: setup
 	$(BIN)/sandwich demo --out demo-report
 
 test: setup
-	$(BIN)/python -m pytest -n 2 tests
+	$(BIN)/python -m pytest -n 2 --durations=15 tests
 
 bench: setup
 	$(BIN)/sandwich bench proxy --codec jpeg --subsampling 420 --json bench-proxy-420.json

@@ -175,21 +175,8 @@ class CountSteps(L.Callback):
         self.steps += 1
 
 
-def build_with(monkeypatch, callback: L.Callback) -> None:
-    """Make ``train`` add ``callback`` to its trainer."""
-    from sandwich import train as train_module
 
-    unpatched = train_module.build
-
-    def build(config: dict):
-        module, data, trainer = unpatched(config)
-        trainer.callbacks.append(callback)
-        return module, data, trainer
-
-    monkeypatch.setattr(train_module, "build", build)
-
-
-def test_resume_continues_from_last_checkpoint(tmp_path, monkeypatch):
+def test_resume_continues_from_last_checkpoint(tmp_path):
     """A run to step 2, then the same run to step 4: the second run resumes at step 2 (it runs two batches,
     not four) with the first run's optimiser state (Adam's step count carries on), and selects best.ckpt."""
     config = tiny_config(tmp_path, "rgb_jpeg420", "trainer.max_steps=2", "checkpoint_every=1")
@@ -199,8 +186,7 @@ def test_resume_continues_from_last_checkpoint(tmp_path, monkeypatch):
     assert best["global_step"] == 2 and "val/loss" in str(best["callbacks"])
     config["trainer"]["max_steps"] = 4
     counter = CountSteps()
-    build_with(monkeypatch, counter)
-    last = train(config)
+    last = train(config, [counter])
     checkpoint = torch.load(last, weights_only=False)
     assert checkpoint["global_step"] == 4 and counter.steps == 2
     assert all(int(s["step"]) == 4 for s in checkpoint["optimizer_states"][0]["state"].values())
@@ -343,7 +329,7 @@ def test_training_lowers_the_loss_on_a_tiny_overfit(tmp_path):
     assert float(end["psnr"] - start["psnr"]) > 0.1
 
 
-def test_an_interrupted_run_saves_its_step_and_a_rerun_finishes_it(tmp_path, monkeypatch):
+def test_an_interrupted_run_saves_its_step_and_a_rerun_finishes_it(tmp_path):
     """Ctrl-C (KeyboardInterrupt) at step 3 of 5 writes last.ckpt at step 3 (CheckpointOnInterrupt); the same
     command then resumes from it and stops at step 5, having run the two missing steps only."""
 
@@ -354,12 +340,10 @@ def test_an_interrupted_run_saves_its_step_and_a_rerun_finishes_it(tmp_path, mon
 
     config = tiny_config(tmp_path, "gray_jpeg", "trainer.max_steps=5", "checkpoint_every=100", "net=u8_16")
     last = Path(config["out_dir"]) / "checkpoints" / "last.ckpt"
-    build_with(monkeypatch, Interrupt())
     with pytest.raises(SystemExit):  # Lightning runs the on_exception hooks, then exits
-        train(config)
+        train(config, [Interrupt()])
     assert torch.load(last, weights_only=False)["global_step"] == 3
     counter = CountSteps()
-    build_with(monkeypatch, counter)
-    train(config)
+    train(config, [counter])
     assert torch.load(last, weights_only=False)["global_step"] == 5
     assert counter.steps == 2

@@ -15,7 +15,6 @@ import pytest
 import torch
 import wandb
 
-import sandwich.train as train_module
 from sandwich.cli import main
 from sandwich.config import compose
 from sandwich.data.shards import ensure_sample_shards
@@ -99,7 +98,7 @@ def test_a_rerun_continues_the_same_wandb_run(tmp_path: Path) -> None:
     assert run_id(tmp_path / "other") != run_id(out) and run_id(out) == run_id(tmp_path / "." / "run")
 
 
-def test_an_interrupted_run_closes_its_wandb_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interrupted_run_closes_its_wandb_run(tmp_path: Path) -> None:
     """Ctrl-C: the W&B run is closed as failed (exit code 1), so the next run in this process gets its own
     W&B run (Lightning would reuse an open one) and finishes with exit code 0."""
 
@@ -108,17 +107,8 @@ def test_an_interrupted_run_closes_its_wandb_run(tmp_path: Path, monkeypatch: py
             if trainer.global_step == 1:
                 raise KeyboardInterrupt
 
-    unpatched = train_module.build
-
-    def build(config: dict):
-        module, data, trainer = unpatched(config)
-        trainer.callbacks.append(Interrupt())
-        return module, data, trainer
-
-    monkeypatch.setattr(train_module, "build", build)
     with pytest.raises(SystemExit):  # Lightning runs the on_exception hooks, then exits
-        train(tiny(tmp_path / "stopped"))
-    monkeypatch.setattr(train_module, "build", unpatched)
+        train(tiny(tmp_path / "stopped"), [Interrupt()])
     assert wandb.run is None
     (stopped,) = offline_runs(tmp_path / "stopped")
     assert of_type(records(stopped), "exit")[0].exit_code == 1

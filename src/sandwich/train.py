@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +82,9 @@ def _check(config: dict[str, Any]) -> None:
         raise InputError(f"config: checkpoint_every={config['checkpoint_every']} must be >= 1")
 
 
-def build(config: dict[str, Any]) -> tuple[SandwichModule, ShardDataModule, L.Trainer]:
-    """Module, data and trainer for a resolved configuration (nothing is written yet)."""
+def build(config: dict[str, Any], extra_callbacks: Sequence[Callback] = ()) -> tuple[SandwichModule, ShardDataModule, L.Trainer]:
+    """Module, data and trainer for a resolved configuration (nothing is written yet); ``extra_callbacks``
+    join the run's own (checkpoints, W&B, weight averaging)."""
     _check(config)
     L.seed_everything(config["seed"], workers=True, verbose=False)
     module = create_module(config)
@@ -96,6 +98,7 @@ def build(config: dict[str, Any]) -> tuple[SandwichModule, ShardDataModule, L.Tr
         ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val/loss", mode="min", save_top_k=1, enable_version_counter=False),
         CheckpointOnInterrupt(checkpoints / "last.ckpt"),
         WandbRun(config),
+        *extra_callbacks,
     ]
     if config["ema_decay"] is not None:
         # Validation, best.ckpt and the checkpoints' state_dict hold the weights' moving average; the raw
@@ -125,9 +128,9 @@ def best_checkpoint(last: Path) -> Path:
     return best if best.is_file() else last
 
 
-def train(config: dict[str, Any]) -> Path:
+def train(config: dict[str, Any], extra_callbacks: Sequence[Callback] = ()) -> Path:
     """Train (or resume) the run described by ``config``; returns the path of ``last.ckpt``."""
-    module, data, trainer = build(config)
+    module, data, trainer = build(config, extra_callbacks)
     out_dir = Path(config["out_dir"])
     last = out_dir / "checkpoints" / "last.ckpt"
     resume = config["resume"] and last.is_file()
@@ -141,7 +144,8 @@ def train(config: dict[str, Any]) -> Path:
 def quiet_lightning() -> None:
     """Keep Lightning's console to the progress bar and real warnings."""
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    for message in (".*does not have many workers.*", ".*TensorBoardX.*", ".*is not writable.*", ".*LeafSpec.*"):
+    resumable = ".*your dataloader is not resumable.*"  # it is: the train loader skips the batches a resumed epoch already trained
+    for message in (".*does not have many workers.*", ".*TensorBoardX.*", ".*is not writable.*", ".*LeafSpec.*", resumable):
         warnings.filterwarnings("ignore", message=message)
 
 

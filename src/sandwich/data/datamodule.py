@@ -28,17 +28,20 @@ at the same number of batches. Validation is not split either: every rank sees e
 (duplicated work on small val sets, metrics identical on all ranks, no uneven last batch).
 
 Reproducibility. Shard choice, shuffle buffer, crops and flips draw only from generators seeded by
-``(seed, rank, worker, epoch)``, never global random state: the same seed gives the same batches, and
-each epoch continues with new draws (the epoch count lives in the dataloader worker, so workers are
-persistent when ``num_workers > 0``).
+``(seed, rank, worker, epoch)``, never global random state, the epoch being the trainer's (shared with
+the dataloader workers): the same seed gives the same batches, and each epoch continues with new draws.
+Resumed mid-epoch (from a periodic ``last.ckpt``), the train loader replays that epoch's stream and skips
+the batches already trained, so a resumed run sees exactly the batches of the unbroken run.
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import itertools
+import multiprocessing
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import lightning
@@ -130,14 +133,24 @@ class ShardDataModule(lightning.LightningDataModule):
 
     def train_dataloader(self) -> wds.WebLoader:
         """Endless seeded random crops, cut to ``batches_per_epoch`` batches of ``(batch_size, 3, crop, crop)``."""
+        epoch = multiprocessing.Value("q", 0)  # the trainer's epoch, shared with the dataloader workers
         dataset = wds.DataPipeline(
-            wds.ResampledShards(self._urls("train"), seed=self.seed, deterministic=True),
+            _EpochShards(self._urls("train"), self.seed, epoch),
             wds.tarfile_to_samples(),
-            _RandomCrops(self.crop, self.shuffle_buffer, self.seed, self.crops_per_image, self.colour_augment, self.defocus_augment),
+            _RandomCrops(self.crop, self.shuffle_buffer, self.seed, epoch, self.crops_per_image, self.colour_augment, self.defocus_augment),
             wds.batched(self.batch_size, collation_fn=torch.stack, partial=False),
         )
-        loader = wds.WebLoader(dataset, batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        loader = _PositionedLoader(self._position, epoch, dataset, batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
         return loader.with_epoch(self.batches_per_epoch).with_length(self.batches_per_epoch, silent=True)
+
+    def _position(self) -> tuple[int, int] | None:
+        """(epoch, batches of it already trained) of the trainer about to iterate the train loader (after a
+        resume from a checkpoint written mid-epoch: that epoch and its trained batches); None without a trainer."""
+        trainer = self.trainer
+        if trainer is None:
+            return None
+        epoch_loop = trainer.fit_loop.epoch_loop
+        return trainer.current_epoch, epoch_loop.batch_progress.current.ready if epoch_loop.restarting else 0
 
     def val_dataloader(self) -> wds.WebLoader:
         """Every val image once, in shard order, as a ``(1, 3, h, w)`` centre crop."""
@@ -158,6 +171,36 @@ class ShardDataModule(lightning.LightningDataModule):
         return [str(self.shard_dir / name) for name in self.index[split]["shards"]]
 
 
+class _EpochShards(wds.ResampledShards):
+    """Shard URLs drawn with replacement, forever, from a generator seeded by (seed, rank, worker, epoch),
+    the epoch being the trainer's (``epoch``, shared with the workers), not a count of this object's own
+    iterations: a resumed run draws what the unbroken run drew."""
+
+    def __init__(self, urls: list[str], seed: int, epoch: "multiprocessing.sharedctypes.Synchronized[int]") -> None:
+        super().__init__(urls, seed=seed, deterministic=True)
+        self.shared_epoch = epoch
+
+    def __iter__(self) -> Iterator[dict]:
+        self.epoch = self.shared_epoch.value - 1  # ResampledShards adds one as it starts
+        return super().__iter__()
+
+
+class _PositionedLoader(wds.WebLoader):
+    """A WebLoader that, each time it is iterated, publishes the trainer's epoch to the pipeline (``epoch``,
+    read by the workers as they restart) and skips the batches of that epoch already trained
+    (``position()`` gives both), so that the batches after a resume are those of the unbroken run.
+    Without a trainer (``position()`` is None) the epoch is the number of earlier passes."""
+
+    def __init__(self, position: Callable[[], tuple[int, int] | None], epoch: "multiprocessing.sharedctypes.Synchronized[int]", *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.position, self.epoch, self.passes = position, epoch, 0
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        epoch, done = self.position() or (self.passes, 0)
+        self.epoch.value, self.passes = epoch, self.passes + 1
+        return itertools.islice(super().__iter__(), done, None)
+
+
 class _RandomCrops:
     """Pipeline stage: samples -> shuffle buffer -> ``(3, crop, crop)`` float32 [0, 1] random crops, random
     flips and transposes (and with ``colour_augment`` random channel order and saturation, with
@@ -170,7 +213,14 @@ class _RandomCrops:
     """
 
     def __init__(
-        self, crop: int, buffer: int, seed: int, crops_per_image: int = 1, colour_augment: bool = False, defocus_augment: float = 0.0
+        self,
+        crop: int,
+        buffer: int,
+        seed: int,
+        epoch: "multiprocessing.sharedctypes.Synchronized[int]",
+        crops_per_image: int = 1,
+        colour_augment: bool = False,
+        defocus_augment: float = 0.0,
     ) -> None:
         self.crop = crop
         self.colour_augment = colour_augment
@@ -178,12 +228,11 @@ class _RandomCrops:
         self.buffer = buffer
         self.seed = seed
         self.crops_per_image = crops_per_image
-        self.epoch = -1
+        self.epoch = epoch
 
     def __call__(self, samples: Iterator[dict]) -> Iterator[torch.Tensor]:
-        self.epoch += 1
         rank, _, worker, _ = wds.utils.pytorch_worker_info()
-        rng = random.Random(f"sandwich-crops:{self.seed}:{rank}:{worker}:{self.epoch}")
+        rng = random.Random(f"sandwich-crops:{self.seed}:{rank}:{worker}:{self.epoch.value}")
         crops = self._crops(wds.shuffle(self.buffer, self.buffer, rng=rng)(samples), rng)
         if self.crops_per_image > 1:
             crops = wds.shuffle(self.buffer, self.buffer, rng=rng)(crops)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor, nn
@@ -159,8 +160,17 @@ class SandwichModule(L.LightningModule):
         metrics = {"loss": self.loss(distortions, bpp, out.level).mean(), "bpp": bpp.mean(), "psnr": psnr(error, self.bit_depth).mean()}
         return metrics | {name: value.mean() for name, value in distortions.items()}
 
-    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:  # noqa: D102
-        losses = self._losses(batch, self(batch))
+    def step_seed(self) -> int:
+        """Seed of this training step's random draws (codec levels, the proxy's quantisation noise): a function
+        of the run's ``seed``, the rank and the step only, so that a resumed run draws what the unbroken run
+        drew (the global generator also feeds, e.g., every new dataloader iterator's seed) and ranks differ."""
+        return int(np.random.SeedSequence([int(self.config["seed"]), self.global_rank, self.global_step]).generate_state(1)[0])
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        """The proxy pass and its rate-distortion loss, with random draws seeded by :meth:`step_seed`."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type != "cpu" else [], device_type=self.device.type):
+            torch.manual_seed(self.step_seed())
+            losses = self._losses(batch, self(batch))
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=batch.shape[0])
         extra = {f"train/{k}": v for k, v in self.codec.summary().items()}
         gain = self.pre.gain()
