@@ -64,6 +64,14 @@ class CheckpointOnInterrupt(Callback):
             print(f"\nsandwich: training stopped at step {trainer.global_step}; saved {self.path} (rerun to resume)")
 
 
+class SkippedSamples(Callback):
+    """Log ``train/skipped_samples``: this rank's count of corrupt train samples skipped so far."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+        if isinstance(trainer.datamodule, ShardDataModule):
+            pl_module.log("train/skipped_samples", float(trainer.datamodule.skipped_samples), rank_zero_only=False)
+
+
 def _check(config: dict[str, Any]) -> None:
     """Values the config files cannot type-check: ranges and relations."""
     if config["optim"]["lr"] <= 0:
@@ -98,6 +106,7 @@ def build(config: dict[str, Any], extra_callbacks: Sequence[Callback] = ()) -> t
         ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val/loss", mode="min", save_top_k=1, enable_version_counter=False),
         CheckpointOnInterrupt(checkpoints / "last.ckpt"),
         WandbRun(config),
+        SkippedSamples(),
         *extra_callbacks,
     ]
     if config["ema_decay"] is not None:
@@ -136,8 +145,8 @@ def train(config: dict[str, Any], extra_callbacks: Sequence[Callback] = ()) -> P
     resume = config["resume"] and last.is_file()
     _write_config(out_dir, config, resume, last)
     trainer.fit(module, datamodule=data, ckpt_path=last if resume else None)
-    trainer.save_checkpoint(last)
-    finish_run(trainer.logger, config, last, best_checkpoint(last))
+    trainer.save_checkpoint(last)  # a collective: every rank calls it, rank 0 writes
+    finish_run(trainer.logger, config, last, best_checkpoint(last))  # rank 0 only
     return last
 
 
@@ -160,4 +169,4 @@ def run(args: argparse.Namespace) -> None:
     config = compose(args.overrides)
     quiet_lightning()
     last = train(config)
-    print(f"sandwich: checkpoint {last}")
+    rank_zero_only(print)(f"sandwich: checkpoint {last}")

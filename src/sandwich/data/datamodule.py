@@ -25,7 +25,9 @@ stream does not split shards at all: every rank and dataloader worker resamples 
 from its own seeded generator (seed, rank, worker), so no rank can run dry and no worker can be left
 without shards, and ``WebLoader(...).with_epoch(batches_per_epoch)`` cuts every rank's endless stream
 at the same number of batches. Validation is not split either: every rank sees every val image once
-(duplicated work on small val sets, metrics identical on all ranks, no uneven last batch).
+(duplicated work on small val sets, metrics identical on all ranks, no uneven last batch). A corrupt
+train sample is skipped (and counted, ``train/skipped_samples``) by whichever rank draws it; the
+batch is filled from the next samples, so no rank falls behind.
 
 Reproducibility. Shard choice, shuffle buffer, crops and flips draw only from generators seeded by
 ``(seed, rank, worker, epoch)``, never global random state, the epoch being the trainer's (shared with
@@ -41,6 +43,7 @@ import io
 import itertools
 import multiprocessing
 import random
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -121,6 +124,12 @@ class ShardDataModule(lightning.LightningDataModule):
         self.defocus_augment = defocus_augment
         self.shard_dir: Path | None = None
         self.index: dict | None = None
+        self.skipped = multiprocessing.Value("q", 0)  # corrupt train samples skipped by this process and its workers
+
+    @property
+    def skipped_samples(self) -> int:
+        """Train samples skipped so far because their image could not be decoded (each draw counts)."""
+        return int(self.skipped.value)
 
     def setup(self, stage: str | None = None) -> None:
         """Locate the shards (packing the embedded samples on first use) and read their index.
@@ -137,7 +146,7 @@ class ShardDataModule(lightning.LightningDataModule):
         dataset = wds.DataPipeline(
             _EpochShards(self._urls("train"), self.seed, epoch),
             wds.tarfile_to_samples(),
-            _RandomCrops(self.crop, self.shuffle_buffer, self.seed, epoch, self.crops_per_image, self.colour_augment, self.defocus_augment),
+            _RandomCrops(self.crop, self.shuffle_buffer, self.seed, epoch, self.skipped, self.crops_per_image, self.colour_augment, self.defocus_augment),
             wds.batched(self.batch_size, collation_fn=torch.stack, partial=False),
         )
         loader = _PositionedLoader(self._position, epoch, dataset, batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
@@ -209,7 +218,8 @@ class _RandomCrops:
     Each decoded image gives ``crops_per_image`` crops (decoding a PNG costs more than a training step's
     share of it on small datasets); the crops pass through a second shuffle buffer so that a batch mixes
     images. Each call (one per epoch, per worker) draws from a new generator seeded by (seed, rank,
-    worker, epoch).
+    worker, epoch). A sample whose image cannot be decoded is skipped with one line on stderr and counted
+    in ``skipped`` (shared with the training process); training goes on.
     """
 
     def __init__(
@@ -218,6 +228,7 @@ class _RandomCrops:
         buffer: int,
         seed: int,
         epoch: "multiprocessing.sharedctypes.Synchronized[int]",
+        skipped: "multiprocessing.sharedctypes.Synchronized[int]",
         crops_per_image: int = 1,
         colour_augment: bool = False,
         defocus_augment: float = 0.0,
@@ -228,7 +239,7 @@ class _RandomCrops:
         self.buffer = buffer
         self.seed = seed
         self.crops_per_image = crops_per_image
-        self.epoch = epoch
+        self.epoch, self.skipped = epoch, skipped
 
     def __call__(self, samples: Iterator[dict]) -> Iterator[torch.Tensor]:
         rank, _, worker, _ = wds.utils.pytorch_worker_info()
@@ -240,7 +251,13 @@ class _RandomCrops:
 
     def _crops(self, samples: Iterator[dict], rng: random.Random) -> Iterator[torch.Tensor]:
         for sample in samples:
-            rgb = _pad_to(_decode_png(sample["png"]), self.crop)
+            try:
+                rgb = _pad_to(_decode_png(sample["png"]), self.crop)
+            except (KeyError, OSError, SyntaxError, ValueError) as exc:  # a corrupt or missing image: skip, count, say so
+                with self.skipped.get_lock():
+                    self.skipped.value += 1
+                print(f"sandwich: skipped train sample {sample.get('__key__')} of {sample.get('__url__')}: {exc}", file=sys.stderr)
+                continue
             for _ in range(self.crops_per_image):
                 top = rng.randrange(rgb.shape[0] - self.crop + 1)
                 left = rng.randrange(rgb.shape[1] - self.crop + 1)
