@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from sandwich.errors import InputError
 
-GROUPS = ("codec", "net", "scenario", "loss", "data", "trainer", "logger", "experiment")
+GROUPS = ("codec", "net", "scenario", "loss", "data", "trainer", "logger", "launcher", "experiment")
 
 
 def conf_dir() -> Path:

@@ -28,9 +28,7 @@ import yaml
 from sandwich.config import compose
 from sandwich.data.samples import COLOR_PHOTOS_BY_SOURCE
 from sandwich.errors import InputError
-from sandwich.files import write_json
-
-FINISHED = "finished.json"  # written into a point's run folder when its training returned
+from sandwich.launch import FINISHED, TrainJob, is_local, submit, submit_folder
 
 
 def load_sweep(path: str | Path) -> dict[str, Any]:
@@ -114,22 +112,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """``sandwich sweep`` entry point."""
-    from sandwich.train import quiet_lightning, train
+    from sandwich.train import quiet_lightning
 
     planned = plan(args.sweep, args.out, args.overrides)
     if args.report_images and not Path(args.report_images).is_dir():
         raise InputError(f"--report-images {args.report_images}: no such folder")
-    quiet_lightning()
-    for i, (point, config) in enumerate(planned, 1):
-        folder = Path(config["out_dir"])
-        label = f"sandwich sweep: [{i}/{len(planned)}] {point_name(point)}"
-        if (folder / FINISHED).is_file():
-            print(f"{label}: finished before, skipped ({folder})")
-            continue
-        print(f"{label}: training into {folder}")
-        last = train(config)
-        write_json(folder / FINISHED, {"point": point, "checkpoint": str(last)})
     folder = Path(planned[0][1]["out_dir"]).parent
+    todo = []
+    for i, (point, config) in enumerate(planned, 1):
+        label = f"sandwich sweep: [{i}/{len(planned)}] {point_name(point)}"
+        if (Path(config["out_dir"]) / FINISHED).is_file():
+            print(f"{label}: finished before, skipped ({config['out_dir']})")
+        else:
+            todo.append((label, point, config))
+    if todo and not is_local(planned[0][1]):
+        submit([config for _, _, config in todo], [point for _, point, _ in todo], submit_folder(planned[0][1], folder / "submitit"))
+        print(f"sandwich sweep: when the jobs have finished, run `sandwich sweep {args.sweep}` again (finished points are skipped) for the report")
+        return
+    quiet_lightning()
+    for label, point, config in todo:
+        print(f"{label}: training into {config['out_dir']}")
+        TrainJob(config, point)()
     print(f"sandwich sweep: all {len(planned)} points trained, in {folder}")
     if not args.no_report:
         from sandwich.evaluate import family

@@ -23,6 +23,7 @@ import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, WeightAveraging
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_only
 from torch.optim.swa_utils import get_ema_avg_fn
 
@@ -30,6 +31,7 @@ from sandwich.config import GROUPS, compose, group_options
 from sandwich.data.datamodule import ShardDataModule
 from sandwich.errors import InputError
 from sandwich.files import write_text
+from sandwich.launch import is_local, submit, submit_folder
 from sandwich.registry import Registry
 from sandwich.scenarios.base import SandwichModule
 from sandwich.scenarios.registry import create_module
@@ -114,8 +116,10 @@ def build(config: dict[str, Any], extra_callbacks: Sequence[Callback] = ()) -> t
         # weights travel in the checkpoint too, so a resumed run continues both.
         callbacks.append(WeightAveraging(avg_fn=get_ema_avg_fn(config["ema_decay"])))
     logger = LOGGERS.from_config(config["logger"], out_dir)
+    # Under SLURM, submitit owns the requeue signal (sandwich.launch); Lightning's auto-requeue would be a second owner.
+    plugins = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
     try:
-        trainer = L.Trainer(default_root_dir=out_dir, logger=logger, callbacks=callbacks, **config["trainer"])
+        trainer = L.Trainer(default_root_dir=out_dir, logger=logger, callbacks=callbacks, plugins=plugins, **config["trainer"])
     except (MisconfigurationException, TypeError, ValueError) as exc:
         raise InputError(f"trainer: {exc}") from None
     return module, data, trainer
@@ -165,8 +169,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    """``sandwich train`` entry point."""
+    """``sandwich train`` entry point: train here, or submit the run (``launcher=slurm``, :mod:`sandwich.launch`)."""
     config = compose(args.overrides)
+    if not is_local(config):
+        submit([config], [None], submit_folder(config, Path(config["out_dir"]) / "submitit"))
+        return
     quiet_lightning()
     last = train(config)
     rank_zero_only(print)(f"sandwich: checkpoint {last}")
