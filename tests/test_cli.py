@@ -20,8 +20,8 @@ def sandwich(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 def test_help() -> None:
     assert sandwich("--help").returncode == 0
-    for command, options in (("train", ["experiment:", "gray_jpeg"]), ("eval", ["--ckpt", "--levels"]), ("shards", ["--val-fraction"]),
-                             ("demo", ["--out", "--minutes"]), ("bench train", ["--json"])):
+    for command, options in (("train", ["experiment:", "gray_jpeg", "launcher:", "slurm"]), ("eval", ["--ckpt", "--levels"]), ("shards", ["--val-fraction"]),
+                             ("demo", ["--out", "--minutes", "--eval-side"]), ("bench train", ["--json"]), ("bench data", ["--workers", "--batches"])):
         result = sandwich(*command.split(), "--help")
         assert result.returncode == 0 and all(option in result.stdout for option in options), command
     result = sandwich("bench", "proxy", "--help")
@@ -90,6 +90,20 @@ def test_refusals(tmp_path: Path) -> None:
     _assert_refused(sandwich("bench", "proxy", "--images", str(deep), "--json", str(out)), "more than 8 bits", out)
     bad_choice = sandwich("bench", "proxy", "--subsampling", "422")
     assert bad_choice.returncode == 2 and "invalid choice" in bad_choice.stderr
+
+
+def test_bench_data_times_the_shard_pipeline_beside_in_memory_tensors_and_the_step(tmp_path: Path) -> None:
+    out = tmp_path / "data.json"
+    result = sandwich("bench", "data", "--workers", "0", "--batches", "3", "--repeats", "1", "--json", str(out), "data.batch_size=2")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    memory, shards = report["pipelines"]
+    assert (memory["pipeline"], shards["pipeline"], shards["workers"]) == ("in-memory", "shards", 0)
+    for row in (memory, shards):
+        assert row["batch_ms"] > 0 and row["images_per_s"] == pytest.approx(2e3 / row["batch_ms"])
+        assert row["vs_in_memory"] == pytest.approx(row["batch_ms"] / memory["batch_ms"]) and row["step_over_batch"] == pytest.approx(report["step_ms"] / row["batch_ms"])
+    assert "x in-memory" in result.stdout
+    _assert_refused(sandwich("bench", "data", "--batches", "0", "--json", str(tmp_path / "no.json")), "--batches", tmp_path / "no.json")
 
 
 def test_shards_and_demo_refusals(tmp_path: Path) -> None:

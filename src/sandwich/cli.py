@@ -30,6 +30,7 @@ BENCHMARKS = {
     "proxy": ("sandwich.bench.proxy", "proxy codec vs the real codec: rate error, reconstruction gap, speed vs kornia"),
     "train": ("sandwich.bench.train", "training throughput, the codec proxy's share of a step, peak memory"),
     "kernels": ("sandwich.bench.kernels", "block-codec kernels: CPU reference vs compiled vs Triton, copy-bound fractions"),
+    "data": ("sandwich.bench.data", "the shard pipeline (decode, crop, augment) vs in-memory tensors vs the training step"),
 }
 
 
