@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
