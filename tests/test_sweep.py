@@ -71,3 +71,5 @@ def test_bad_sweeps_are_refused_before_anything_runs(tmp_path, capsys, parameter
     good = write_sweep(tmp_path, {"lmbda": {"values": [5]}})
     assert main(["sweep", str(good), "--out", str(out), "--report-images", str(tmp_path / "nowhere")]) == 2
     assert "no such folder" in capsys.readouterr().err and not out.exists()
+    assert main(["sweep", str(good), "trainer=ddp_cpu", "--out", str(out)]) == 2
+    assert "one grid point per job" in capsys.readouterr().err and not out.exists()

@@ -117,6 +117,10 @@ def run(args: argparse.Namespace) -> None:
     planned = plan(args.sweep, args.out, args.overrides)
     if args.report_images and not Path(args.report_images).is_dir():
         raise InputError(f"--report-images {args.report_images}: no such folder")
+    trainer, local = planned[0][1]["trainer"], is_local(planned[0][1])
+    if local and (trainer.get("num_nodes", 1) != 1 or trainer.get("devices", 1) not in (1, "1")):
+        # Lightning would start the other ranks by re-running this whole command, each looping over the grid.
+        raise InputError("sandwich sweep: multi-rank training runs one grid point per job; add launcher=slurm, or train each point with sandwich train")
     folder = Path(planned[0][1]["out_dir"]).parent
     todo = []
     for i, (point, config) in enumerate(planned, 1):
@@ -125,7 +129,7 @@ def run(args: argparse.Namespace) -> None:
             print(f"{label}: finished before, skipped ({config['out_dir']})")
         else:
             todo.append((label, point, config))
-    if todo and not is_local(planned[0][1]):
+    if todo and not local:
         submit([config for _, _, config in todo], [point for _, point, _ in todo], submit_folder(planned[0][1], folder / "submitit"))
         print(f"sandwich sweep: when the jobs have finished, run `sandwich sweep {args.sweep}` again (finished points are skipped) for the report")
         return
