@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -14,6 +15,12 @@ from pathlib import Path
 def cache_root() -> Path:
     """Where sandwich keeps what it builds or downloads once: ``$SANDWICH_CACHE``, else ``~/.cache/sandwich``."""
     return Path(os.environ.get("SANDWICH_CACHE", "~/.cache/sandwich")).expanduser()
+
+
+def sha256_file(path: Path | str) -> str:
+    """The SHA-256 of a file's bytes, as 64 hex digits (read in chunks: checkpoints and shards can be large)."""
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def write_text(path: Path | str, text: str) -> None:

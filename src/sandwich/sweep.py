@@ -8,6 +8,8 @@ every point composes into a valid configuration before anything runs, then train
 into ``runs/sweeps/<file stem>/<point>/`` (or ``--out``). A point whose run finished is skipped; an
 interrupted one resumes from its ``last.ckpt``. Extra ``KEY=VALUE`` overrides apply to every point, e.g.
 ``trainer.max_steps=500`` for a step budget per point (the same work on a busy or an idle machine).
+With ``launcher=slurm`` the unfinished points are submitted as one SLURM job array instead
+(:mod:`sandwich.launch`); the same command, run again once they have finished, skips them and reports.
 
 When every point is trained, ``sandwich report`` runs over them (:mod:`sandwich.evaluate.family`): one RD
 report with every model's curve and their Pareto front against the baselines, in ``<sweep folder>/report``,

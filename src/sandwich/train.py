@@ -6,7 +6,8 @@ Usage: ``sandwich train experiment=gray_jpeg [key=value ...]`` (Hydra override s
 validation: real codec on the validation photos), ``git.txt``, ``git.diff`` and ``packages.txt`` (the code's
 commit, its uncommitted changes and the installed packages), the logger's files and validation images.
 Running the same command again resumes from ``last.ckpt`` (``resume=false`` starts over) and, with
-``logger=wandb``, continues the same W&B run.
+``logger=wandb``, continues the same W&B run. ``launcher=slurm`` submits the run as a SLURM job instead
+(:mod:`sandwich.launch`); ``trainer=ddp`` / ``trainer=ddp_cpu`` train on several ranks.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class SkippedSamples(Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
         if isinstance(trainer.datamodule, ShardDataModule):
-            pl_module.log("train/skipped_samples", float(trainer.datamodule.skipped_samples), rank_zero_only=False)
+            pl_module.log("train/skipped_samples", float(trainer.datamodule.skipped_samples))
 
 
 def _check(config: dict[str, Any]) -> None:

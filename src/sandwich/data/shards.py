@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import errno
 import functools
-import hashlib
 import io
 import json
 import os
@@ -40,7 +39,7 @@ from PIL import Image
 from sandwich.data.images import list_images, read_rgb8
 from sandwich.data.samples import COLOR_TRAIN_PHOTOS, COLOR_VAL_PHOTOS, load_photos
 from sandwich.errors import InputError
-from sandwich.files import cache_root, write_json
+from sandwich.files import cache_root, sha256_file, write_json
 
 FORMAT = "sandwich-shards-v1"
 INDEX_NAME = "index.json"
@@ -131,7 +130,7 @@ def read_index(shard_dir: str | Path, verify: bool = True) -> dict:
             path = shard_dir / name
             if not path.is_file():
                 raise InputError(f"{path}: shard listed in {INDEX_NAME} is missing")
-            if verify and _sha256(path) != index["checksums"][name]:
+            if verify and sha256_file(path) != index["checksums"][name]:
                 raise InputError(f"{path}: sha256 does not match {INDEX_NAME}; the shard is corrupt or was changed after writing")
     return index
 
@@ -291,7 +290,7 @@ def _pack(
                 for key in splits[split][start : start + shard_size]:
                     tar.write({"__key__": key, "png": (staging / f"{key}.png").read_bytes(), "json": json.dumps(records[key]).encode()})
             names.append(shard)
-            checksums[shard] = _sha256(folder / shard)
+            checksums[shard] = sha256_file(folder / shard)
         index[split] = {"shards": names, "count": len(splits[split])}
     index.update({"checksums": checksums, "skipped": skipped, "source": source})
     shutil.rmtree(staging)
@@ -315,11 +314,6 @@ def _png_bytes(rgb: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb)).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def _discard(folder: Path) -> None:

@@ -45,7 +45,7 @@ from sandwich.evaluate.report import plot_rd, results_entry, write_index_html
 from sandwich.evaluate.run import FIGURES, baseline_entries, bd_report, bd_rows, check_images, check_knobs, print_bd, read_images, sweep_baselines
 from sandwich.evaluate.sweep import METRICS, RdPoint, from_results, front, has_metric, results, sweep
 from sandwich.errors import InputError
-from sandwich.files import staged_folder, write_json
+from sandwich.files import sha256_file, staged_folder, write_json
 from sandwich.sample_format import to_tensor
 from sandwich.scenarios.base import SandwichModule
 from sandwich.sweep import grid, load_sweep, point_name, safe_name
@@ -150,14 +150,6 @@ def label_members(members: list[Member]) -> None:
             m.label = f"{m.label} ({m.folder.name})"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def images_key(images: dict[str, np.ndarray], knobs: list[int], *extra: str) -> str:
     """16 hex digits naming an evaluation: the images (names and pixels), the knob values and ``extra``."""
     digest = hashlib.sha256(json.dumps([knobs, *extra]).encode())
@@ -178,7 +170,7 @@ def _cached(path: Path, stamp: str) -> dict | None:
 def member_curve(member: Member, module: SandwichModule, images: dict[str, np.ndarray], knobs: list[int], progress: tqdm) -> list[RdPoint]:
     """The model's RD points with the real codec, from its cache when the checkpoint is the one evaluated."""
     path = member.folder / "eval" / f"curve-{images_key(images, knobs)}.json"
-    stamp = f"{_sha256(member.checkpoint)} {' '.join(METRICS)}"  # a cache without this version's metrics is stale
+    stamp = f"{sha256_file(member.checkpoint)} {' '.join(METRICS)}"  # a cache without this version's metrics is stale
     knob = module.codec.knob
     if (hit := _cached(path, stamp)) is not None:
         progress.update(len(knobs) * len(images))
