@@ -1,15 +1,12 @@
-"""``python tests/ddp_probe.py OUT [--sigterm-at STEP] KEY=VALUE...``: train with the given overrides and write
-what each rank ended with to ``OUT/rank<r>.json`` (step, a digest of its weights, its validation metrics, its
-skipped samples); with ``--sigterm-at``, rank 0 sends itself SIGTERM as that step begins. A script, not
-``python -c``: Lightning starts the other DDP ranks by re-running ``sys.argv``.
+"""``python tests/ddp_probe.py OUT KEY=VALUE...``: train with the given overrides and write what each rank
+ended with to ``OUT/rank<r>.json`` (step, a digest of its weights, its validation metrics, its skipped
+samples). A script, not ``python -c``: Lightning starts the other DDP ranks by re-running ``sys.argv``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
 import sys
 from pathlib import Path
 
@@ -38,20 +35,6 @@ class RankReport(L.Callback):
         (self.out / f"rank{trainer.global_rank}.json").write_text(json.dumps(report))
 
 
-class SigtermAt(L.Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_start(self, trainer: L.Trainer, *args: object) -> None:
-        if trainer.global_step == self.step and trainer.global_rank == 0:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-
 if __name__ == "__main__":
     quiet_lightning()
-    out, rest = Path(sys.argv[1]), sys.argv[2:]
-    callbacks: list[L.Callback] = [RankReport(out)]
-    if rest[:1] == ["--sigterm-at"]:
-        callbacks.append(SigtermAt(int(rest[1])))
-        rest = rest[2:]
-    train(compose(rest), callbacks)
+    train(compose(sys.argv[2:]), [RankReport(Path(sys.argv[1]))])

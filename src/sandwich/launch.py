@@ -16,7 +16,7 @@ the job (``scontrol requeue``, at most ``max_requeues`` times after time-outs) a
 (``checkpoint_every``). Lightning's own SLURM auto-requeue (``SIGUSR1``) is switched off
 (:func:`sandwich.train.build`), so that one signal has one owner. ``SIGTERM`` (a plain ``scancel``, or
 preemption on a partition that requeues by itself) makes Lightning stop every rank at the same step, and
-the ranks write ``last.ckpt`` there together before exiting. The requeued job runs the same configuration:
+a single-process run writes ``last.ckpt`` before exiting. The requeued job runs the same configuration:
 it resumes from ``last.ckpt`` and continues the same W&B run (its id derives from the run folder).
 
 ``submitit_local`` runs the job through submitit's local executor (a subprocess with the same signal and

@@ -26,7 +26,6 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, WeightAveragi
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_only
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.optim.swa_utils import get_ema_avg_fn
 
 from sandwich.config import GROUPS, compose, group_options
@@ -54,19 +53,18 @@ class CheckpointOnInterrupt(Callback):
     """Write ``last.ckpt`` when training stops on an exception or Ctrl-C, so a rerun resumes from there.
 
     (Lightning's ``OnExceptionCheckpoint`` deletes its file again at teardown and turns every later
-    ``fit`` into a resume; this one does neither.) Saving is a collective (a barrier across ranks), so a
-    multi-rank run saves only on SIGTERM, where Lightning stops every rank at the same step; after any
-    other exception on one rank the others may be gone, and it resumes from its last periodic
-    ``last.ckpt`` instead of hanging here.
+    ``fit`` into a resume; this one does neither.) Single-process runs only: saving is a collective
+    (a barrier across ranks), and after an exception on one rank the others may be gone, so a
+    multi-rank run resumes from its last periodic ``last.ckpt`` instead of hanging here.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:  # noqa: D102
-        if trainer.global_step > 0 and (trainer.world_size == 1 or isinstance(exception, SIGTERMException)):
+        if trainer.global_step > 0 and trainer.world_size == 1:
             trainer.save_checkpoint(self.path)
-            rank_zero_only(print)(f"\nsandwich: training stopped at step {trainer.global_step}; saved {self.path} (rerun to resume)")
+            print(f"\nsandwich: training stopped at step {trainer.global_step}; saved {self.path} (rerun to resume)")
 
 
 class SkippedSamples(Callback):
