@@ -12,7 +12,10 @@ import torch
 from sandwich.data.samples import load_photo
 
 # `make test` runs two pytest workers on two cores: one torch thread each. Two OpenMP teams spinning
-# on the same cores slow every step several-fold.
+# on the same cores slow every step several-fold. The environment variable does the same for the
+# processes tests start (the CLI, DDP ranks, submitit jobs): a training subprocess with two spinning
+# threads beside the other worker once took over 600 s for 12 tiny steps.
+os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
 
 # W&B is the default logger: tests never create online runs, never print its banners, and keep its
