@@ -20,7 +20,6 @@ over the in-memory one's) and ``step_over_batch``; and ``step_ms``.
 from __future__ import annotations
 
 import argparse
-import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,12 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import webdataset as wds
-from PIL import Image
 
 from sandwich.bench.timing import print_table
 from sandwich.bench.train import measure
 from sandwich.config import compose
-from sandwich.data.datamodule import ShardDataModule
+from sandwich.data.datamodule import ShardDataModule, decode_png
 from sandwich.errors import InputError
 from sandwich.files import write_json
 from sandwich.sample_format import to_tensor
@@ -69,7 +67,7 @@ def in_memory_batches(images: list[torch.Tensor], batch_size: int, crop: int, se
 def train_images(data: ShardDataModule, crop: int) -> list[torch.Tensor]:
     """Every train image of ``data``'s shards decoded, as ``(3, H, W)`` float tensors (those under ``crop`` dropped)."""
     urls = [str(data.shard_dir / name) for name in data.index["train"]["shards"]]
-    images = [to_tensor(np.asarray(Image.open(io.BytesIO(s["png"])).convert("RGB"))) for s in wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples())]
+    images = [to_tensor(decode_png(s["png"])) for s in wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples())]
     return [image for image in images if min(image.shape[-2:]) >= crop]
 
 

@@ -252,7 +252,7 @@ class _RandomCrops:
     def _crops(self, samples: Iterator[dict], rng: random.Random) -> Iterator[torch.Tensor]:
         for sample in samples:
             try:
-                rgb = _pad_to(_decode_png(sample["png"]), self.crop)
+                rgb = _pad_to(decode_png(sample["png"]), self.crop)
             except (KeyError, OSError, SyntaxError, ValueError) as exc:  # a corrupt or missing image: skip, count, say so
                 with self.skipped.get_lock():
                     self.skipped.value += 1
@@ -283,7 +283,7 @@ def recolour(rgb: np.ndarray, order: list[int], saturation: float) -> np.ndarray
     return np.clip(np.floor(y[..., None] + saturation * (x - y[..., None]) + 0.5), 0, 255).astype(np.uint8)
 
 
-def _decode_png(data: bytes) -> np.ndarray:
+def decode_png(data: bytes) -> np.ndarray:
     """PNG bytes -> ``(H, W, 3)`` uint8 RGB."""
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
@@ -298,4 +298,4 @@ def _pad_to(rgb: np.ndarray, size: int) -> np.ndarray:
 
 def _val_sample(sample: dict, size: int) -> torch.Tensor:
     """A shard sample -> ``(1, 3, min(size, H), min(size, W))`` float32 [0, 1] centre crop."""
-    return to_tensor(centre_crop(_decode_png(sample["png"]), size))[None]
+    return to_tensor(centre_crop(decode_png(sample["png"]), size))[None]
