@@ -22,6 +22,7 @@ from sandwich.data.images import centre_crop
 from sandwich.data.samples import COLOR_EVAL_PHOTOS, COLOR_TRAIN_PHOTOS, COLOR_VAL_PHOTOS, load_photos
 from sandwich.evaluate.checkpoint import load_module
 from sandwich.evaluate.run import evaluate, print_bd
+from sandwich.evaluate.sweep import quality_metrics
 from sandwich.errors import InputError
 from sandwich.train import best_checkpoint, quiet_lightning, train
 
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> None:
         print(f"sandwich demo: evaluating with real JPEG on {', '.join(photos)} (not trained on)")
         images = {name: centre_crop(image, args.eval_side) for name, image in load_photos(photos).items()}
         report = evaluate(module, images, folder, intro=intro)
-        print_bd(report["bd"])
+        print_bd(report["bd"], quality_metrics(module))
     shutil.copyfile(chosen, out / "model.ckpt")
     total = time.perf_counter() - start
     print(f"sandwich demo: done in {total / 60:.1f} min; report {out / 'index.html'}")

@@ -13,7 +13,7 @@ With ``launcher=slurm`` the unfinished points are submitted as one SLURM job arr
 
 When every point is trained, ``sandwich report`` runs over them (:mod:`sandwich.evaluate.family`): one RD
 report with every model's curve and their Pareto front against the baselines, in ``<sweep folder>/report``,
-on the embedded photos of a source none of them trained on (``--report-samples``, default ``sporco``) or on
+on the embedded photos of a source none of them trained on (``--report-samples``, default: the held-out source of their sample set, ``sporco`` for colour photos) or on
 your images (``--report-images``); ``--no-report`` skips it.
 """
 
@@ -28,7 +28,6 @@ from typing import Any
 import yaml
 
 from sandwich.config import compose
-from sandwich.data.samples import COLOR_PHOTOS_BY_SOURCE
 from sandwich.errors import InputError
 from sandwich.launch import FINISHED, TrainJob, is_local, submit, submit_folder
 
@@ -106,7 +105,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="folder of the points' run folders (default: runs/sweeps/<sweep file stem>)")
     report = parser.add_mutually_exclusive_group()
     report.add_argument(
-        "--report-samples", default="sporco", choices=sorted(COLOR_PHOTOS_BY_SOURCE), help="embedded photos the report evaluates on (default: sporco, never trained on)"
+        "--report-samples", metavar="SOURCE",
+        help="embedded photos the report evaluates on: a source of the points' sample set (default: its held-out source, e.g. sporco for colour photos)"
     )
     report.add_argument("--report-images", metavar="DIR", help="a folder of your images for the report instead")
     report.add_argument("--no-report", action="store_true", help="train only; run `sandwich report` later")

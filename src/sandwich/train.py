@@ -101,7 +101,7 @@ def build(config: dict[str, Any], extra_callbacks: Sequence[Callback] = ()) -> t
     module = create_module(config)
     if not any(p.requires_grad for p in module.parameters()):
         raise InputError("config: nothing to train (no network, fixed bypasses and codec steps); pick a net preset, e.g. net=u8_16")
-    data = ShardDataModule(**config["data"], seed=config["seed"])
+    data = ShardDataModule.from_config(config)
     out_dir = Path(config["out_dir"])
     checkpoints = out_dir / "checkpoints"
     callbacks = [

@@ -31,7 +31,8 @@ import webdataset as wds
 from sandwich.bench.timing import print_table
 from sandwich.bench.train import measure
 from sandwich.config import compose
-from sandwich.data.datamodule import ShardDataModule, decode_png
+from sandwich.data.datamodule import ShardDataModule
+from sandwich.data.shards import decode_sample
 from sandwich.errors import InputError
 from sandwich.files import write_json
 from sandwich.sample_format import to_tensor
@@ -65,9 +66,9 @@ def in_memory_batches(images: list[torch.Tensor], batch_size: int, crop: int, se
 
 
 def train_images(data: ShardDataModule, crop: int) -> list[torch.Tensor]:
-    """Every train image of ``data``'s shards decoded, as ``(3, H, W)`` float tensors (those under ``crop`` dropped)."""
+    """Every train image of ``data``'s shards decoded, as ``(C, H, W)`` float tensors (those under ``crop`` dropped)."""
     urls = [str(data.shard_dir / name) for name in data.index["train"]["shards"]]
-    images = [to_tensor(decode_png(s["png"])) for s in wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples())]
+    images = [to_tensor(decode_sample(s)) for s in wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples())]
     return [image for image in images if min(image.shape[-2:]) >= crop]
 
 
@@ -75,7 +76,7 @@ def measure_pipelines(config: dict, workers: list[int], batches: int, repeats: i
     """The figures of the module docstring for a resolved run configuration."""
     data_config = config["data"]
     rows = []
-    reference = ShardDataModule(**data_config | {"num_workers": 0}, seed=config["seed"])
+    reference = ShardDataModule.from_config(config, num_workers=0)
     reference.setup("fit")
     images = train_images(reference, data_config["crop"])
     if not images:
@@ -83,7 +84,7 @@ def measure_pipelines(config: dict, workers: list[int], batches: int, repeats: i
     memory_s = batch_seconds(in_memory_batches(images, data_config["batch_size"], data_config["crop"], config["seed"]), batches)
     rows.append({"pipeline": "in-memory", "workers": 0, "batch_ms": memory_s * 1e3})
     for count in workers:
-        data = ShardDataModule(**data_config | {"num_workers": count, "batches_per_epoch": batches + 1}, seed=config["seed"])
+        data = ShardDataModule.from_config(config, num_workers=count, batches_per_epoch=batches + 1)
         data.setup("fit")
         rows.append({"pipeline": "shards", "workers": count, "batch_ms": batch_seconds(iter(data.train_dataloader()), batches) * 1e3})
     step_ms = measure(config, repeats)["step_ms"]

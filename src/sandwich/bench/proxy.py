@@ -36,7 +36,7 @@ from sandwich.codecs.jpeg_pair import code_pair, tables_for
 from sandwich.codecs.jpeg_proxy import JpegProxy
 from sandwich.codecs.rate.fit import DEFOCUS_SIGMAS
 from sandwich.codecs.rate.linear import LinearJpegRate
-from sandwich.data.images import defocus, list_images, read_rgb8
+from sandwich.data.images import defocus, list_images, read_image
 from sandwich.data.samples import RATE_FIT_PHOTOS, RATE_HELD_OUT_PHOTOS, load_photos, source_of
 from sandwich.errors import InputError
 from sandwich.files import write_json
@@ -65,7 +65,7 @@ def _load_images(folder: Path | None) -> dict[str, np.ndarray]:
         held_out = load_photos(RATE_HELD_OUT_PHOTOS)
         defocused = {f"{source_of(name)}{DEFOCUSED}/{name.split('/')[1]}": defocus(rgb, max(DEFOCUS_SIGMAS)) for name, rgb in held_out.items()}
         return load_photos(RATE_FIT_PHOTOS) | held_out | defocused
-    return {f"images/{path.name}": read_rgb8(path) for path in list_images(folder)}
+    return {f"images/{path.name}": read_image(path) for path in list_images(folder)}
 
 
 def rate_by_source(names: list[str], errors: list[float]) -> dict[str, dict]:

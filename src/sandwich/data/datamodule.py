@@ -1,11 +1,13 @@
 """Training and validation batches streamed from WebDataset shards.
 
-Values: every tensor is float32 RGB in [0, 1] (the 8-bit value divided by 255; the bit depth is 8).
+Values: every tensor is float32 in [0, 1] (the 8-bit value divided by 255; the bit depth is 8), with
+the ``channels`` C of the shards (3: RGB; 4: RGBA; 6: a stereo pair, ...; checked against the index).
 
-* train: ``(batch_size, 3, crop, crop)`` random crops with random flips and transposes, drawn from an
+* train: ``(batch_size, C, crop, crop)`` random crops with random flips and transposes, drawn from an
   endless stream that resamples train shards with replacement and mixes samples in a shuffle buffer.
   With ``colour_augment`` each crop also gets a random order of its RGB channels and a random
-  saturation gain (chroma scaled by ``2**U(-1, 1)`` about the luma, clipped): a handful of training
+  saturation gain (chroma scaled by ``2**U(-1, 1)`` about the luma, clipped; the same for every RGB
+  triple of an N-channel crop, e.g. both views of a stereo pair, other channels untouched): a handful of training
   photos then spans hues and saturations that users' photos have and the training photos lack.
   With ``defocus_augment = p`` a crop is, with probability ``p``, blurred by a Gaussian of ``sigma``
   drawn log-uniformly from [1, 4] pixels (:func:`sandwich.data.images.defocus`): the smooth gradients
@@ -15,7 +17,7 @@ Values: every tensor is float32 RGB in [0, 1] (the 8-bit value divided by 255; t
   An image smaller than ``crop`` on a side is first extended by mirror reflection (``numpy.pad``
   ``"reflect"``) to ``crop`` on that side; reflection keeps the image's own pixels and sharpness,
   where upscaling would show the codec softer, interpolated content.
-* val: ``(1, 3, h, w)``, each val image exactly once, in shard order, centre crop of
+* val: ``(1, C, h, w)``, each val image exactly once, in shard order, centre crop of
   ``h = min(val_crop, H)``, ``w = min(val_crop, W)`` (sizes vary, hence batches of one).
 
 DDP. With several ranks, shards split across ranks give each rank a different number of batches, and
@@ -39,7 +41,6 @@ the batches already trained, so a resumed run sees exactly the batches of the un
 from __future__ import annotations
 
 import functools
-import io
 import itertools
 import multiprocessing
 import random
@@ -51,10 +52,8 @@ import lightning
 import numpy as np
 import torch
 import webdataset as wds
-from PIL import Image
-
 from sandwich.data.images import centre_crop, defocus
-from sandwich.data.shards import ensure_sample_shards, read_index
+from sandwich.data.shards import decode_sample, ensure_sample_shards, index_channels, read_index
 from sandwich.errors import InputError
 from sandwich.sample_format import to_tensor
 
@@ -64,7 +63,9 @@ class ShardDataModule(lightning.LightningDataModule):
 
     Args:
         shards: folder written by :func:`sandwich.data.shards.write_shards`; None uses the embedded
-            sample photos (:func:`sandwich.data.shards.ensure_sample_shards`).
+            sample set ``samples`` (:func:`sandwich.data.shards.ensure_sample_shards`).
+        samples: the embedded sample set when ``shards`` is None (:data:`sandwich.data.samples.SAMPLE_SETS`).
+        channels: channels per sample the model takes; the shards must hold as many.
         crop: side of the square train crops, pixels.
         batch_size: train crops per batch.
         num_workers: dataloader worker processes (0: load in the training process).
@@ -96,6 +97,8 @@ class ShardDataModule(lightning.LightningDataModule):
         crops_per_image: int = 1,
         colour_augment: bool = False,
         defocus_augment: float = 0.0,
+        samples: str = "color",
+        channels: int = 3,
     ) -> None:
         super().__init__()
         if not 0 <= defocus_augment <= 1:
@@ -112,6 +115,7 @@ class ShardDataModule(lightning.LightningDataModule):
             if value < low:
                 raise InputError(f"{name} must be >= {low}, got {value}")
         self.shards = shards
+        self.samples, self.channels = samples, channels
         self.crop = crop
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -126,6 +130,12 @@ class ShardDataModule(lightning.LightningDataModule):
         self.index: dict | None = None
         self.skipped = multiprocessing.Value("q", 0)  # corrupt train samples skipped by this process and its workers
 
+    @classmethod
+    def from_config(cls, config: dict, **overrides: object) -> "ShardDataModule":
+        """The data of a resolved run configuration: ``config["data"]`` (with ``overrides``), the run's
+        ``seed`` and the scenario's ``channels``."""
+        return cls(**config["data"] | overrides, seed=config["seed"], channels=config["scenario"]["channels"])
+
     @property
     def skipped_samples(self) -> int:
         """Train samples skipped so far because their image could not be decoded (each draw counts)."""
@@ -136,12 +146,17 @@ class ShardDataModule(lightning.LightningDataModule):
 
         Only the presence of the shard files is checked here, not their checksums (that would read
         the whole dataset on every rank at every start); ``read_index(dir)`` verifies them.
+
+        Raises:
+            InputError: the shards hold another number of channels than ``channels``.
         """
-        self.shard_dir = Path(self.shards) if self.shards is not None else ensure_sample_shards()
+        self.shard_dir = Path(self.shards) if self.shards is not None else ensure_sample_shards(samples=self.samples)
         self.index = read_index(self.shard_dir, verify=False)
+        if (found := index_channels(self.index)) != self.channels:
+            raise InputError(f"{self.shard_dir}: samples have {found} channels, the model takes {self.channels} (scenario.channels)")
 
     def train_dataloader(self) -> wds.WebLoader:
-        """Endless seeded random crops, cut to ``batches_per_epoch`` batches of ``(batch_size, 3, crop, crop)``."""
+        """Endless seeded random crops, cut to ``batches_per_epoch`` batches of ``(batch_size, C, crop, crop)``."""
         epoch = multiprocessing.Value("q", 0)  # the trainer's epoch, shared with the dataloader workers
         dataset = wds.DataPipeline(
             _EpochShards(self._urls("train"), self.seed, epoch),
@@ -162,7 +177,7 @@ class ShardDataModule(lightning.LightningDataModule):
         return trainer.current_epoch, epoch_loop.batch_progress.current.ready if epoch_loop.restarting else 0
 
     def val_dataloader(self) -> wds.WebLoader:
-        """Every val image once, in shard order, as a ``(1, 3, h, w)`` centre crop."""
+        """Every val image once, in shard order, as a ``(1, C, h, w)`` centre crop."""
         urls = self._urls("val")
         if not urls:
             raise InputError(f"{self.shard_dir}: has no val images (written with val fraction 0)")
@@ -211,7 +226,7 @@ class _PositionedLoader(wds.WebLoader):
 
 
 class _RandomCrops:
-    """Pipeline stage: samples -> shuffle buffer -> ``(3, crop, crop)`` float32 [0, 1] random crops, random
+    """Pipeline stage: samples -> shuffle buffer -> ``(C, crop, crop)`` float32 [0, 1] random crops, random
     flips and transposes (and with ``colour_augment`` random channel order and saturation, with
     ``defocus_augment`` a random blur).
 
@@ -252,16 +267,16 @@ class _RandomCrops:
     def _crops(self, samples: Iterator[dict], rng: random.Random) -> Iterator[torch.Tensor]:
         for sample in samples:
             try:
-                rgb = _pad_to(decode_png(sample["png"]), self.crop)
+                image = _pad_to(decode_sample(sample), self.crop)
             except (KeyError, OSError, SyntaxError, ValueError) as exc:  # a corrupt or missing image: skip, count, say so
                 with self.skipped.get_lock():
                     self.skipped.value += 1
                 print(f"sandwich: skipped train sample {sample.get('__key__')} of {sample.get('__url__')}: {exc}", file=sys.stderr)
                 continue
             for _ in range(self.crops_per_image):
-                top = rng.randrange(rgb.shape[0] - self.crop + 1)
-                left = rng.randrange(rgb.shape[1] - self.crop + 1)
-                patch = rgb[top : top + self.crop, left : left + self.crop]
+                top = rng.randrange(image.shape[0] - self.crop + 1)
+                left = rng.randrange(image.shape[1] - self.crop + 1)
+                patch = image[top : top + self.crop, left : left + self.crop]
                 if rng.random() < 0.5:
                     patch = patch[:, ::-1]
                 if rng.random() < 0.5:
@@ -269,7 +284,7 @@ class _RandomCrops:
                 if rng.random() < 0.5:
                     patch = patch.transpose(1, 0, 2)
                 if self.colour_augment:
-                    patch = recolour(patch, rng.sample(range(3), 3), 2 ** rng.uniform(-1, 1))
+                    patch = recolour_triples(patch, rng.sample(range(3), 3), 2 ** rng.uniform(-1, 1))
                 if self.defocus_augment and rng.random() < self.defocus_augment:
                     patch = defocus(patch, 2 ** rng.uniform(0, 2))
                 yield to_tensor(patch)
@@ -283,19 +298,23 @@ def recolour(rgb: np.ndarray, order: list[int], saturation: float) -> np.ndarray
     return np.clip(np.floor(y[..., None] + saturation * (x - y[..., None]) + 0.5), 0, 255).astype(np.uint8)
 
 
-def decode_png(data: bytes) -> np.ndarray:
-    """PNG bytes -> ``(H, W, 3)`` uint8 RGB."""
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+def recolour_triples(image: np.ndarray, order: list[int], saturation: float) -> np.ndarray:
+    """:func:`recolour` applied alike to every complete RGB triple of ``(H, W, C)`` uint8 (channels
+    ``3k .. 3k+2``); channels past the last triple (e.g. alpha) stay as they are."""
+    out = image.copy()
+    for start in range(0, image.shape[2] - 2, 3):
+        out[..., start : start + 3] = recolour(image[..., start : start + 3], order, saturation)
+    return out
 
 
-def _pad_to(rgb: np.ndarray, size: int) -> np.ndarray:
-    """Mirror-pad ``(H, W, 3)`` so that both sides are at least ``size`` (centred; no-op if already large enough)."""
-    pad_h, pad_w = max(size - rgb.shape[0], 0), max(size - rgb.shape[1], 0)
+def _pad_to(image: np.ndarray, size: int) -> np.ndarray:
+    """Mirror-pad ``(H, W, C)`` so that both sides are at least ``size`` (centred; no-op if already large enough)."""
+    pad_h, pad_w = max(size - image.shape[0], 0), max(size - image.shape[1], 0)
     if pad_h == 0 and pad_w == 0:
-        return rgb
-    return np.pad(rgb, ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)), mode="reflect")
+        return image
+    return np.pad(image, ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)), mode="reflect")
 
 
 def _val_sample(sample: dict, size: int) -> torch.Tensor:
-    """A shard sample -> ``(1, 3, min(size, H), min(size, W))`` float32 [0, 1] centre crop."""
-    return to_tensor(centre_crop(decode_png(sample["png"]), size))[None]
+    """A shard sample -> ``(1, C, min(size, H), min(size, W))`` float32 [0, 1] centre crop."""
+    return to_tensor(centre_crop(decode_sample(sample), size))[None]

@@ -9,28 +9,56 @@ from PIL import Image, UnidentifiedImageError
 
 from sandwich.errors import InputError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".npy")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
-def read_rgb8(path: str | Path) -> np.ndarray:
-    """Read an 8-bit image file as ``(H, W, 3)`` uint8 RGB (gray is replicated, alpha dropped).
+def read_image(path: str | Path, channels: int = 3) -> np.ndarray:
+    """Read an 8-bit image file as ``(H, W, channels)`` uint8.
+
+    ``channels`` 3: RGB (gray is replicated, alpha dropped); 4: RGBA, from a file that has an alpha
+    channel (a palette with transparency counts; gray + alpha is replicated to RGB + alpha); any count:
+    a ``.npy`` array of ``(H, W, channels)`` uint8 (image formats hold at most 4 channels; ``.npy``
+    holds any number, e.g. a stereo pair as 6).
 
     Raises:
-        InputError: the file is missing, not an image, corrupt or truncated, or has more than 8 bits.
+        InputError: the file is missing, not an image, corrupt or truncated, has more than 8 bits, or
+            does not have ``channels`` channels.
     """
     path = Path(path)
+    if path.suffix.lower() == ".npy":
+        return _read_npy(path, channels)
+    if channels not in (3, 4):
+        raise InputError(f"{path}: image files hold 3 (RGB) or 4 (RGBA) channels, not {channels}; store {channels}-channel samples as .npy (H, W, {channels}) uint8")
     try:
         with Image.open(path) as pil:
             pil.load()
             if pil.mode in ("I;16", "I;16B", "I", "F") or pil.mode.startswith("I;16"):
                 raise InputError(f"{path}: {pil.mode} image has more than 8 bits per sample; expected 8-bit")
-            return np.asarray(pil.convert("RGB"))
+            if channels == 4 and not (pil.mode in _ALPHA_MODES or "transparency" in pil.info):
+                raise InputError(f"{path}: {pil.mode} image has no alpha channel; expected 4 channels (RGBA)")
+            return np.asarray(pil.convert("RGB" if channels == 3 else "RGBA"))
     except InputError:
         raise
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: not a readable image ({exc})") from None
+
+
+def _read_npy(path: Path, channels: int) -> np.ndarray:
+    """A ``.npy`` file of ``(H, W, channels)`` uint8 (no pickled objects are loaded)."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"{path}: not a readable .npy array ({exc})") from None
+    if array.dtype != np.uint8:
+        raise InputError(f"{path}: {array.dtype} samples; expected 8-bit (uint8)")
+    if array.ndim != 3 or array.shape[2] != channels:
+        raise InputError(f"{path}: array of shape {array.shape}; expected (H, W, {channels})")
+    return array
 
 
 def list_images(folder: str | Path) -> list[Path]:

@@ -15,12 +15,30 @@ SPORCO's (and on matplotlib's, also never trained on). The rate model is fitted 
 matplotlib (:data:`RATE_FIT_PHOTOS`) and measured on SPORCO's.
 
 Photo names are ``source/name`` (e.g. ``"sporco/monarch"``).
+
+**Sample sets** (:data:`SAMPLE_SETS`, ``data.samples`` in the config) bundle photos of one kind with
+their roles: ``color`` (the above, 3 channels), and two with more channels than a codec has:
+
+* ``stereo`` (6 channels: left RGB then right RGB): view pairs from Debian's ``opencv-doc`` examples
+  (``/usr/share/doc/opencv-doc/examples/data``: Middlebury's ``aloe`` stereo pair and the
+  ``rubberwhale`` and ``basketball`` optical-flow frame pairs, and the ``books`` pair, ``left.jpg`` /
+  ``right.jpg``) train and validate; scikit-image's Middlebury 2014 ``motorcycle`` stereo pair, another
+  collection and camera, is the held-out evaluation source.
+* ``rgba`` (4 channels, straight alpha): the 256x256 icons of Debian's ``oxygen-icon-theme`` (KDE's
+  Oxygen, LGPL-3; every fifth ``places`` icon validates, the categories other than ``places`` train); the RGBA images inside the
+  scikit-image and matplotlib wheels (``pypi``: the scikit-image logo, matplotlib's logo and a sprite),
+  other designers and purposes, are the held-out evaluation source.
+
+The Debian data is installed by name (``apt-get install opencv-doc oxygen-icon-theme``; ``.ci/run``
+does it); without it, asking for those sets says so in one line.
 """
 
 from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +110,124 @@ def load_photo(photo: str) -> np.ndarray:
 def load_photos(photos: tuple[str, ...]) -> dict[str, np.ndarray]:
     """``{photo: (H, W, 3) uint8}`` for the given ``source/name`` photos."""
     return {photo: load_photo(photo) for photo in photos}
+
+
+OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+"""Where Debian's ``opencv-doc`` puts OpenCV's sample images."""
+OXYGEN_ICONS = Path("/usr/share/icons/oxygen/base/256x256")
+"""Where Debian's ``oxygen-icon-theme`` puts its 256x256 PNG icons (one folder per category)."""
+_OPENCV_PAIRS = {"aloe": ("aloeL.jpg", "aloeR.jpg"), "books": ("left.jpg", "right.jpg"), "basketball": ("basketball1.png", "basketball2.png"),
+                 "rubberwhale": ("rubberwhale1.png", "rubberwhale2.png")}
+
+
+def _debian_file(path: Path, package: str) -> Path:
+    if not path.exists():
+        raise InputError(f"sample photos: {path} is missing; install the Debian package {package} (apt-get install {package})")
+    return path
+
+
+def _rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def _stereo(name: str) -> np.ndarray:
+    """A view pair as ``(H, W, 6)`` uint8: left RGB, right RGB."""
+    if name == "motorcycle":
+        left, right, _ = skimage.data.stereo_motorcycle()
+    else:
+        left, right = (_rgb(_debian_file(OPENCV_DATA / file, "opencv-doc")) for file in _OPENCV_PAIRS[name])
+    return np.concatenate([left, right], axis=2)
+
+
+@cache
+def oxygen_icons() -> dict[str, Path]:
+    """``{category/name: file}`` of Oxygen's 256x256 icons (empty without ``oxygen-icon-theme``)."""
+    return {f"{p.parent.name}/{p.stem}": p for p in sorted(OXYGEN_ICONS.glob("*/*.png"))}
+
+
+def _oxygen(name: str) -> np.ndarray:
+    with Image.open(_debian_file(oxygen_icons().get(name, OXYGEN_ICONS / f"{name}.png"), "oxygen-icon-theme")) as image:
+        return np.asarray(image.convert("RGBA"))
+
+
+def _wheel_rgba(name: str) -> np.ndarray:
+    if name == "skimage_logo":
+        return skimage.data.logo()
+    file = {"matplotlib_logo": "logo2.png", "minduka_sprite": "Minduka_Present_Blue_Pack.png"}[name]
+    with Image.open(_package_dir("matplotlib") / "mpl-data/sample_data" / file) as image:
+        return np.asarray(image.convert("RGBA"))
+
+
+@dataclass(frozen=True)
+class SampleSet:
+    """Embedded photos of one kind, ``(H, W, channels)`` uint8 each, with their roles.
+
+    ``sources``: source -> (loader of one photo by name, its photo names, or a function listing them);
+    ``train`` / ``val``: sources (or ``source/name`` photos) training and checkpoint selection use;
+    ``held_out``: the evaluation source none of them comes from.
+    """
+
+    name: str
+    channels: int
+    sources: dict[str, tuple[Callable[[str], np.ndarray], tuple[str, ...] | Callable[[], tuple[str, ...]]]]
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+    held_out: str
+
+    def names(self, source: str) -> tuple[str, ...]:
+        """The ``source/name`` photos of one source."""
+        if source not in self.sources:
+            raise InputError(f"sample set {self.name!r} has no source {source!r}; its sources: {', '.join(self.sources)}")
+        names = self.sources[source][1]
+        return tuple(f"{source}/{n}" for n in (names() if callable(names) else names))
+
+    def photos(self, roles: tuple[str, ...]) -> tuple[str, ...]:
+        """The photos of ``roles`` (whole sources, or ``source/name`` photos)."""
+        return tuple(p for role in roles for p in (self.names(role) if "/" not in role else (role,)))
+
+    def load(self, photos: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """``{photo: (H, W, channels) uint8}``."""
+        loaded = {}
+        for photo in photos:
+            source, _, name = photo.partition("/")
+            if source not in self.sources:
+                raise InputError(f"sample photo {photo!r} unknown in set {self.name!r}; sources: {', '.join(self.sources)}")
+            loaded[photo] = np.asarray(self.sources[source][0](name), dtype=np.uint8)
+        return loaded
+
+
+def _color(source: str) -> Callable[[str], np.ndarray]:
+    return lambda name: load_photo(f"{source}/{name}")
+
+
+SAMPLE_SETS: dict[str, SampleSet] = {
+    s.name: s
+    for s in (
+        SampleSet(
+            "color", 3, {source: (_color(source), tuple(p.split("/")[1] for p in photos)) for source, photos in COLOR_PHOTOS_BY_SOURCE.items()},
+            train=COLOR_TRAIN_PHOTOS, val=COLOR_VAL_PHOTOS, held_out="sporco",
+        ),
+        SampleSet(
+            "stereo", 6, {"opencv": (_stereo, tuple(_OPENCV_PAIRS)), "skimage": (_stereo, ("motorcycle",))},
+            train=("opencv/aloe", "opencv/books", "opencv/basketball"), val=("opencv/rubberwhale",), held_out="skimage",
+        ),
+        SampleSet(
+            "rgba", 4,
+            {
+                "oxygen": (_oxygen, lambda: tuple(n for n in oxygen_icons() if not n.startswith("places/"))),
+                "oxygen_places": (_oxygen, lambda: tuple(n for n in oxygen_icons() if n.startswith("places/"))[::5]),
+                "pypi": (_wheel_rgba, ("skimage_logo", "matplotlib_logo", "minduka_sprite")),
+            },
+            train=("oxygen",), val=("oxygen_places",), held_out="pypi",
+        ),
+    )
+}
+"""The embedded sample sets by name (``data.samples``; module doc)."""
+
+
+def sample_set(name: str) -> SampleSet:
+    """The sample set ``name`` (a key of :data:`SAMPLE_SETS`); InputError for another."""
+    if name not in SAMPLE_SETS:
+        raise InputError(f"data.samples={name!r} unknown; sample sets: {', '.join(SAMPLE_SETS)}")
+    return SAMPLE_SETS[name]

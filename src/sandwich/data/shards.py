@@ -1,8 +1,10 @@
 """``sandwich shards``: pack a folder of images into WebDataset tar shards for training.
 
-Every image file directly in SRC_DIR (PNG, JPEG, BMP, TIFF, WebP, PPM/PGM; 8 bits per sample, gray is
-replicated to RGB, alpha dropped) becomes one sample: a lossless 8-bit RGB PNG plus a small JSON record
-(``name``, ``height``, ``width``). The files are split by a seeded shuffle into a train and a val set
+Every image file directly in SRC_DIR (PNG, JPEG, BMP, TIFF, WebP, PPM/PGM; 8 bits per sample) becomes one
+sample of ``--channels`` C channels (:func:`~sandwich.data.images.read_image`): 3 (default: gray is
+replicated to RGB, alpha dropped), 4 (RGBA: files with an alpha channel), or any C from ``.npy`` arrays
+``(H, W, C)`` uint8. A sample is a lossless 8-bit PNG (RGB or RGBA) or, beyond 4 channels, the ``.npy``
+array itself, plus a small JSON record (``name``, ``height``, ``width``); the index records C. The files are split by a seeded shuffle into a train and a val set
 (val gets round(F * n) of the n readable images for --val-fraction F, at least 1 when F > 0 and n >= 2;
 train keeps at least 1) and written to OUT_DIR as
 
@@ -10,7 +12,7 @@ train keeps at least 1) and written to OUT_DIR as
   val-000000.tar, ...
   index.json                                (shard names, counts, sha256 checksums, skipped files)
 
-Files that cannot be read (corrupt, truncated, more than 8 bits) are skipped with one line each on
+Files that cannot be read (corrupt, truncated, more than 8 bits, another channel count) are skipped with one line each on
 stderr and listed under "skipped" in index.json. OUT_DIR must not exist or be empty; it is written
 atomically (built next to it, then renamed), so a failure leaves nothing half-written.
 """
@@ -36,22 +38,23 @@ import numpy as np
 import webdataset as wds
 from PIL import Image
 
-from sandwich.data.images import list_images, read_rgb8
-from sandwich.data.samples import COLOR_TRAIN_PHOTOS, COLOR_VAL_PHOTOS, load_photos
+from sandwich.data.images import list_images, read_image
+from sandwich.data.samples import sample_set
 from sandwich.errors import InputError
 from sandwich.files import cache_root, sha256_file, write_json
 
 FORMAT = "sandwich-shards-v1"
 INDEX_NAME = "index.json"
 SPLITS = ("train", "val")
-SAMPLE_SHARDS_NAME = "samples-v3"
+SAMPLE_SHARDS_NAMES = {"color": "samples-v3"}  # cache folder per sample set (default: "<set>-v1")
+PNG_CHANNELS = (3, 4)  # stored as PNG (RGB, RGBA); other channel counts as .npy
 
 # (name, label, load): ``name`` goes into the index, ``label`` (a file's path) prefixes messages, and
-# ``load()`` returns (H, W, 3) uint8 RGB or raises InputError("{label}: reason") for an unreadable image.
+# ``load()`` returns (H, W, C) uint8 or raises InputError("{label}: reason") for an unreadable image.
 ImageSource = tuple[str, str, Callable[[], np.ndarray]]
 
 
-def write_shards(src_dir: str | Path, out_dir: str | Path, shard_size: int = 64, val_fraction: float = 0.1, seed: int = 0) -> dict:
+def write_shards(src_dir: str | Path, out_dir: str | Path, shard_size: int = 64, val_fraction: float = 0.1, seed: int = 0, channels: int = 3) -> dict:
     """Pack every image file in ``src_dir`` into train/val WebDataset shards in ``out_dir``.
 
     Args:
@@ -60,6 +63,7 @@ def write_shards(src_dir: str | Path, out_dir: str | Path, shard_size: int = 64,
         shard_size: images per tar shard, >= 1.
         val_fraction: share of the images held out for validation, in [0, 1).
         seed: seed of the train/val split (the split is a function of the readable file names and seed).
+        channels: channels per sample (3: RGB, 4: RGBA, other: ``.npy`` files).
 
     Returns:
         The index written to ``out_dir/index.json`` (see the module docstring).
@@ -71,8 +75,10 @@ def write_shards(src_dir: str | Path, out_dir: str | Path, shard_size: int = 64,
     src_dir = Path(src_dir)
     _check_arguments(shard_size, val_fraction)
     _check_out_dir(Path(out_dir))
-    sources = [(path.name, str(path), functools.partial(read_rgb8, path)) for path in list_images(src_dir)]
-    return _write(sources, Path(out_dir), shard_size, val_fraction, seed, source=str(src_dir))
+    if channels < 1:
+        raise InputError(f"channels must be >= 1, got {channels}")
+    sources = [(path.name, str(path), functools.partial(read_image, path, channels)) for path in list_images(src_dir)]
+    return _write(sources, Path(out_dir), shard_size, val_fraction, seed, str(src_dir), channels)
 
 
 def write_array_shards(
@@ -84,10 +90,11 @@ def write_array_shards(
     source: str = "arrays",
     validate_on_train: bool = False,
     val_names: frozenset[str] = frozenset(),
+    channels: int = 3,
 ) -> dict:
-    """Like :func:`write_shards`, for images already in memory: ``{name: (H, W, 3) uint8 RGB}``.
+    """Like :func:`write_shards`, for images already in memory: ``{name: (H, W, channels) uint8}``.
 
-    ``source`` is recorded in the index. An array that is not ``(H, W, 3)`` uint8 is skipped and
+    ``source`` is recorded in the index. An array that is not ``(H, W, channels)`` uint8 is skipped and
     reported like an unreadable file. ``validate_on_train``: every image goes to train *and* val
     (``val_fraction`` is ignored), for sets too small to hold images out. ``val_names``: exactly these
     images validate and the others train (``val_fraction`` is ignored), for a split by source.
@@ -96,9 +103,9 @@ def write_array_shards(
     _check_out_dir(Path(out_dir))
     if not images:
         raise InputError("no images to pack")
-    sources = [(name, name, functools.partial(_checked_array, name, image)) for name, image in images.items()]
+    sources = [(name, name, functools.partial(_checked_array, name, image, channels)) for name, image in images.items()]
     split: float | None | frozenset[str] = val_names or (None if validate_on_train else val_fraction)
-    return _write(sources, Path(out_dir), shard_size, split, seed, source=source)
+    return _write(sources, Path(out_dir), shard_size, split, seed, source, channels)
 
 
 def read_index(shard_dir: str | Path, verify: bool = True) -> dict:
@@ -135,14 +142,16 @@ def read_index(shard_dir: str | Path, verify: bool = True) -> dict:
     return index
 
 
-def ensure_sample_shards(cache_dir: Path | None = None) -> Path:
-    """The embedded default dataset as shards, split by source, packed on first use.
+def ensure_sample_shards(cache_dir: Path | None = None, samples: str = "color") -> Path:
+    """An embedded sample set (:data:`sandwich.data.samples.SAMPLE_SETS`) as shards, split by source, packed on first use.
 
-    scikit-image's colour photos (``sandwich.data.samples.COLOR_TRAIN_PHOTOS``) train; matplotlib's photo
-    (``COLOR_VAL_PHOTOS``), of another source, validates (checkpoint selection); ``sandwich eval`` and
-    ``sandwich demo`` measure on SPORCO's photos, a third source. They are written once to
-    ``cache_dir/shards/samples-v3`` (``cache_dir`` defaults to ``$SANDWICH_CACHE``, else
-    ``~/.cache/sandwich``) and reused while the index and checksums match; a missing or corrupt copy is rebuilt.
+    ``color`` (the default dataset): scikit-image's colour photos (``sandwich.data.samples.COLOR_TRAIN_PHOTOS``)
+    train; matplotlib's photo (``COLOR_VAL_PHOTOS``), of another source, validates (checkpoint selection);
+    ``sandwich eval`` and ``sandwich demo`` measure on SPORCO's photos, a third source. Other sets name
+    their own train and val photos and their held-out source. A set is written once to
+    ``cache_dir/shards/samples-v3`` (``color``; ``<set>-v1`` for the others; ``cache_dir`` defaults to
+    ``$SANDWICH_CACHE``, else ``~/.cache/sandwich``) and reused while the index and checksums match; a
+    missing or corrupt copy is rebuilt.
 
     Safe when several processes (e.g. DDP ranks) call it at once: each builds in its own temp folder
     and publishes by an atomic rename; a process that loses the race uses the winner's copy (the shards
@@ -151,8 +160,9 @@ def ensure_sample_shards(cache_dir: Path | None = None) -> Path:
     Returns:
         The shard folder.
     """
+    chosen = sample_set(samples)
     root = Path(cache_dir) if cache_dir is not None else cache_root()
-    target = root / "shards" / SAMPLE_SHARDS_NAME
+    target = root / "shards" / SAMPLE_SHARDS_NAMES.get(chosen.name, f"{chosen.name}-v1")
     try:
         read_index(target)
         return target
@@ -161,11 +171,13 @@ def ensure_sample_shards(cache_dir: Path | None = None) -> Path:
     if target.exists():
         _discard(target)
     try:
+        train, val = chosen.photos(chosen.train), chosen.photos(chosen.val)
         write_array_shards(
-            load_photos(COLOR_TRAIN_PHOTOS + COLOR_VAL_PHOTOS),
+            chosen.load(train + val),
             target,
-            val_names=frozenset(COLOR_VAL_PHOTOS),
-            source="sample photos: train " + ", ".join(COLOR_TRAIN_PHOTOS) + "; val " + ", ".join(COLOR_VAL_PHOTOS),
+            val_names=frozenset(val),
+            source=f"sample set {chosen.name}: train " + ", ".join(chosen.train) + "; val " + ", ".join(chosen.val),
+            channels=chosen.channels,
         )
     except InputError:
         if not (target / INDEX_NAME).exists():
@@ -181,11 +193,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-size", type=int, default=64, metavar="N", help="images per tar shard (default: 64)")
     parser.add_argument("--val-fraction", type=float, default=0.1, metavar="F", help="share held out for validation, in [0, 1) (default: 0.1)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the train/val split (default: 0)")
+    parser.add_argument(
+        "--channels", type=int, default=3, metavar="C",
+        help="channels per sample: 3 (RGB, default), 4 (RGBA: files with alpha), or any count from .npy (H, W, C) uint8 files",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
     """Write the shards and print a short summary; raises InputError on bad input."""
-    index = write_shards(args.src_dir, args.out_dir, shard_size=args.shard_size, val_fraction=args.val_fraction, seed=args.seed)
+    index = write_shards(args.src_dir, args.out_dir, shard_size=args.shard_size, val_fraction=args.val_fraction, seed=args.seed, channels=args.channels)
     for split in SPLITS:
         part = index[split]
         print(f"{split}: {part['count']} images in {len(part['shards'])} shards")
@@ -206,9 +222,9 @@ def _check_out_dir(out_dir: Path) -> None:
         raise InputError(f"{out_dir}: exists and is not an empty folder; choose a new output folder")
 
 
-def _checked_array(name: str, image: np.ndarray) -> np.ndarray:
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise InputError(f"{name}: expected (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
+def _checked_array(name: str, image: np.ndarray, channels: int) -> np.ndarray:
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != channels:
+        raise InputError(f"{name}: expected (H, W, {channels}) uint8, got {image.shape} {image.dtype}")
     return image
 
 
@@ -220,7 +236,7 @@ def _val_count(n: int, val_fraction: float) -> int:
 
 
 def _write(
-    sources: list[ImageSource], out_dir: Path, shard_size: int, val_fraction: float | None | frozenset[str], seed: int, source: str
+    sources: list[ImageSource], out_dir: Path, shard_size: int, val_fraction: float | None | frozenset[str], seed: int, source: str, channels: int
 ) -> dict:
     """Read, split and pack ``sources`` in a temp folder next to ``out_dir``, then rename it into place.
 
@@ -230,7 +246,7 @@ def _write(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
-        index = _pack(sources, tmp, shard_size, val_fraction, seed, source)
+        index = _pack(sources, tmp, shard_size, val_fraction, seed, source, channels)
         try:
             os.rename(tmp, out_dir)  # replaces an empty folder; fails on a non-empty one
         except OSError as exc:
@@ -244,11 +260,11 @@ def _write(
 
 
 def _pack(
-    sources: list[ImageSource], folder: Path, shard_size: int, val_fraction: float | None | frozenset[str], seed: int, source: str
+    sources: list[ImageSource], folder: Path, shard_size: int, val_fraction: float | None | frozenset[str], seed: int, source: str, channels: int
 ) -> dict:
     """Write shards and index.json into ``folder``.
 
-    Pass 1 decodes each image once and stages it as PNG bytes on disk (memory stays one image, however
+    Pass 1 decodes each image once and stages it as PNG (or ``.npy``) bytes on disk (memory stays one image, however
     large the dataset); pass 2 splits the readable images and streams the staged files into tars.
     """
     staging = folder / "staging"
@@ -256,17 +272,18 @@ def _pack(
     records: dict[str, dict] = {}  # key -> json record, readable images only
     skipped = []
     used_keys: set[str] = set()
+    kind = SAMPLE_KIND[channels in PNG_CHANNELS]
     for name, label, load in sources:
         try:
-            rgb = load()
+            array = load()
         except InputError as exc:
             reason = str(exc).removeprefix(f"{label}: ")
             print(f"sandwich: skipped {label}: {reason}", file=sys.stderr)
             skipped.append({"file": name, "reason": reason})
             continue
         key = _unique_key(name, used_keys)
-        (staging / f"{key}.png").write_bytes(_png_bytes(rgb))
-        records[key] = {"name": name, "height": int(rgb.shape[0]), "width": int(rgb.shape[1])}
+        (staging / f"{key}.{kind}").write_bytes(encode_sample(array))
+        records[key] = {"name": name, "height": int(array.shape[0]), "width": int(array.shape[1])}
     if not records:
         raise InputError(f"{source}: none of the {len(sources)} images is readable (see the lines above)")
 
@@ -288,11 +305,11 @@ def _pack(
             shard = f"{split}-{start // shard_size:06d}.tar"
             with wds.TarWriter(str(folder / shard), encoder=False, mtime=0) as tar:
                 for key in splits[split][start : start + shard_size]:
-                    tar.write({"__key__": key, "png": (staging / f"{key}.png").read_bytes(), "json": json.dumps(records[key]).encode()})
+                    tar.write({"__key__": key, kind: (staging / f"{key}.{kind}").read_bytes(), "json": json.dumps(records[key]).encode()})
             names.append(shard)
             checksums[shard] = sha256_file(folder / shard)
         index[split] = {"shards": names, "count": len(splits[split])}
-    index.update({"checksums": checksums, "skipped": skipped, "source": source})
+    index.update({"checksums": checksums, "skipped": skipped, "source": source, "channels": channels})
     shutil.rmtree(staging)
     write_json(folder / INDEX_NAME, index)
     return index
@@ -309,11 +326,37 @@ def _unique_key(name: str, used: set[str]) -> str:
     return key
 
 
-def _png_bytes(rgb: np.ndarray) -> bytes:
-    """``(H, W, 3)`` uint8 -> lossless 8-bit RGB PNG bytes."""
+SAMPLE_KIND = {True: "png", False: "npy"}  # a sample's tar extension: PNG for 3 or 4 channels, else .npy
+
+
+def encode_sample(array: np.ndarray) -> bytes:
+    """``(H, W, C)`` uint8 -> lossless bytes: an 8-bit RGB or RGBA PNG for C = 3 or 4, else ``.npy``."""
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb)).save(buffer, format="PNG")
+    if array.shape[2] in PNG_CHANNELS:
+        Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")
+    else:
+        np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
     return buffer.getvalue()
+
+
+def decode_sample(sample: dict) -> np.ndarray:
+    """A shard sample -> its image ``(H, W, C)`` uint8 (from its ``png`` or ``npy`` entry).
+
+    Raises:
+        KeyError: neither entry; OSError, SyntaxError, ValueError: corrupt bytes.
+    """
+    if "npy" in sample:
+        array = np.load(io.BytesIO(sample["npy"]), allow_pickle=False)
+        if array.dtype != np.uint8 or array.ndim != 3:
+            raise ValueError(f"npy sample of {array.shape} {array.dtype}, not (H, W, C) uint8")
+        return array
+    with Image.open(io.BytesIO(sample["png"])) as image:
+        return np.asarray(image.convert("RGBA" if image.mode in ("RGBA", "LA") else "RGB"))
+
+
+def index_channels(index: dict) -> int:
+    """Channels per sample of a shard index (3 for indexes written before N-channel samples)."""
+    return int(index.get("channels", 3))
 
 
 def _discard(folder: Path) -> None:

@@ -39,11 +39,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sandwich.data.samples import COLOR_PHOTOS_BY_SOURCE, load_photos
 from sandwich.evaluate.checkpoint import load_module
 from sandwich.evaluate.report import plot_rd, results_entry, write_index_html
-from sandwich.evaluate.run import FIGURES, baseline_entries, bd_report, bd_rows, check_images, check_knobs, print_bd, read_images, sweep_baselines
-from sandwich.evaluate.sweep import METRICS, RdPoint, from_results, front, has_metric, results, sweep
+from sandwich.evaluate.run import (
+    baseline_entries, bd_report, bd_rows, check_images, check_knobs, evaluation_images, figure_files, print_bd, sweep_baselines,
+)
+from sandwich.evaluate.sweep import RdPoint, from_results, front, has_metric, quality_metrics, results, sweep
 from sandwich.errors import InputError
 from sandwich.files import sha256_file, staged_folder, write_json
 from sandwich.sample_format import to_tensor
@@ -170,7 +171,7 @@ def _cached(path: Path, stamp: str) -> dict | None:
 def member_curve(member: Member, module: SandwichModule, images: dict[str, np.ndarray], knobs: list[int], progress: tqdm) -> list[RdPoint]:
     """The model's RD points with the real codec, from its cache when the checkpoint is the one evaluated."""
     path = member.folder / "eval" / f"curve-{images_key(images, knobs)}.json"
-    stamp = f"{sha256_file(member.checkpoint)} {' '.join(METRICS)}"  # a cache without this version's metrics is stale
+    stamp = f"{sha256_file(member.checkpoint)} {' '.join(quality_metrics(module))}"  # a cache without this version's metrics is stale
     knob = module.codec.knob
     if (hit := _cached(path, stamp)) is not None:
         progress.update(len(knobs) * len(images))
@@ -183,7 +184,7 @@ def member_curve(member: Member, module: SandwichModule, images: dict[str, np.nd
 
 def baseline_curves(first: Member, module: SandwichModule, images: dict[str, np.ndarray], knobs: list[int], progress: tqdm) -> dict[str, list[RdPoint]]:
     """Every point of every baseline of the family's configuration, cached beside the first model."""
-    shared = json.dumps({k: module.config[k] for k in FAMILY_KEYS} | {"metrics": list(METRICS)}, sort_keys=True)
+    shared = json.dumps({k: module.config[k] for k in FAMILY_KEYS} | {"metrics": list(quality_metrics(module))}, sort_keys=True)
     path = first.folder / "eval" / f"baselines-{images_key(images, knobs, shared)}.json"
     knob = module.codec.knob
     if (hit := _cached(path, shared)) is not None:
@@ -223,7 +224,8 @@ def report(members: list[Member], images: dict[str, np.ndarray], out_dir: Path, 
         curves = {m.label: member_curve(m, module, images, knobs, progress) for m, module in zip(members, modules, strict=True)}
         swept = baseline_curves(members[0], first, images, knobs, progress)
     every = [p for points in curves.values() for p in points]
-    fronts = {metric: front(every, metric) for metric in METRICS}
+    metrics = quality_metrics(first)
+    fronts = {metric: front(every, metric) for metric in metrics}
     described = codec.describe()
 
     result = results_entry(f"front-{experiment}", f"{experiment}: Pareto front (PSNR) of {len(members)} models around real {described}", results(fronts["psnr-rgb"], codec.knob))
@@ -238,8 +240,8 @@ def report(members: list[Member], images: dict[str, np.ndarray], out_dir: Path, 
             for m in members
         },
         "baselines": baseline_entries(swept, first),
-        "bd": bd_report(swept, every),
-        "bd_models": {label: bd_report(swept, points) for label, points in curves.items()},
+        "bd": bd_report(swept, every, metrics),
+        "bd_models": {label: bd_report(swept, points, metrics) for label, points in curves.items()},
     }
     with staged_folder(out_dir) as tmp:
         write_json(tmp / "results.json", result)
@@ -248,7 +250,7 @@ def report(members: list[Member], images: dict[str, np.ndarray], out_dir: Path, 
             write_json(tmp / "curves" / f"{safe_name(name)}.json", {k: entry[k] for k in ("name", "description", "results")})
         title = f"{experiment}: {len(members)} models on {len(images)} images (real {described})"
         figures = []
-        for metric, metric_label in METRICS.items():
+        for metric, metric_label in metrics.items():
             drawn = {m.label: results(curves[m.label], codec.knob) for m in members}
             drawn[FRONT] = results(fronts[metric], codec.knob)
             drawn |= {name: results(front(points, metric), codec.knob) for name, points in swept.items()}
@@ -257,9 +259,9 @@ def report(members: list[Member], images: dict[str, np.ndarray], out_dir: Path, 
             styles[FRONT] = {"color": "black", "linewidth": 4, "alpha": 0.35, "marker": "o", "markersize": 9, "zorder": 2}
             styles |= {name: {"linestyle": "--", "marker": "s"} for name in swept}
             styles |= {f"{name} (published)": {"linestyle": ":", "marker": "^", "color": "gray"} for name in anchor_curves}
-            plot_rd(drawn, tmp / FIGURES[metric], title, metric, styles)
-            figures.append((f"Rate-{metric_label}: every model, the Pareto front over all of them, the baselines", FIGURES[metric]))
-        rows = bd_rows(result["bd"], curve=FRONT) + [row for label, bd in result["bd_models"].items() for row in bd_rows(bd, curve=label)]
+            plot_rd(drawn, tmp / figure_files(metrics)[metric], title, metric, styles)
+            figures.append((f"Rate-{metric_label}: every model, the Pareto front over all of them, the baselines", figure_files(metrics)[metric]))
+        rows = bd_rows(result["bd"], metrics, curve=FRONT) + [row for label, bd in result["bd_models"].items() for row in bd_rows(bd, metrics, curve=label)]
         write_index_html(
             tmp / "index.html",
             f"sandwich report: {experiment}",
@@ -279,8 +281,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``sandwich report``."""
     parser.add_argument("models", nargs="+", metavar="MODELS", help="run folders, folders of runs, sweep files, checkpoints or wandb: references")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--images", help="folder of 8-bit images (PNG, JPEG, ...; any size)")
-    source.add_argument("--samples", choices=sorted(COLOR_PHOTOS_BY_SOURCE), help="the embedded colour photos of one source (sporco: never trained on)")
+    source.add_argument("--images", help="folder of 8-bit images (PNG, JPEG, ...; RGBA files or .npy arrays for a 4- or N-channel model; any size)")
+    source.add_argument(
+        "--samples", metavar="SOURCE",
+        help="the embedded photos of one source of the models' sample set (data.samples): colour sporco (never trained on), stereo skimage, rgba pypi",
+    )
     parser.add_argument("--out", required=True, help="output folder for results.json, curves/, rd*.png, index.html")
     parser.add_argument("--levels", type=int, nargs="+", help="the real codec's knob values (default: the config's codec.levels)")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of each run (default: best, else last)")
@@ -290,15 +295,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     """``sandwich report`` entry point."""
     members = find_members(args.models, args.checkpoint)
-    images = read_images(args.images) if args.images else load_photos(COLOR_PHOTOS_BY_SOURCE[args.samples])
+    first = load_module(members[0].checkpoint)
+    images = evaluation_images(first, args.images, args.samples)
     out = Path(args.out)
     result = report(members, images, out, args.levels, args.anchor)
-    print(f"sandwich: wrote {out}/results.json, curves/, {', '.join(FIGURES.values())}, index.html")
+    metrics = quality_metrics(first)
+    files = figure_files(metrics).values()
+    print(f"sandwich: wrote {out}/results.json, curves/, {', '.join(files)}, index.html")
     print("front of all models:")
-    print_bd(result["bd"])
+    print_bd(result["bd"], metrics)
     config = members[0].config.get("logger", {})
     log_outputs(
-        out, "report", [out / "results.json", *(out / f for f in FIGURES.values()), out / "index.html"],
+        out, "report", [out / "results.json", *(out / f for f in files), out / "index.html"],
         {"experiment": result["name"], "models": [m.label for m in members], "codec": result["codec"], "project": config.get("project"), "entity": config.get("entity")},
         {f"bd/{metric}/{name}": bd["bd_rate_percent"] for metric, per in result["bd"].items() for name, bd in per.items()},
         [m.artifact for m in members if m.artifact],

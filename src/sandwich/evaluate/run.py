@@ -9,11 +9,13 @@ embedding's gains, is merged into one curve by its Pareto front), and for every 
 
 * ``results.json``: CompressAI-format entry for the sandwich, ``"codec"`` (the real codec in words),
   ``"baselines"`` (same format, by name; ``"codec"`` is the codec alone; compared models too, named in
-  ``"compared"``), ``"bd"`` (per quality metric, ``psnr-rgb``, ``psnr-y`` (BT.601 luma) and ``ms-ssim-db``
-  = ``-10 log10(1 - MS-SSIM)``: BD-rate and BD-quality of the sandwich vs each baseline, on the Pareto
-  fronts in that metric);
-* ``rd.png`` (PSNR), ``rd_psnr-y.png`` and ``rd_ms-ssim.png``: all RD curves; ``examples.png``: source,
-  bottleneck, sandwich and baselines side by side;
+  ``"compared"``), ``"bd"`` (per quality metric, ``psnr-rgb`` (all channels), ``psnr-y`` (BT.601 luma),
+  ``ms-ssim-db`` = ``-10 log10(1 - MS-SSIM)``, and ``psnr-part-<part>`` for each channel part of a
+  multi-part source (:mod:`sandwich.evaluate.sweep`): BD-rate and BD-quality of the sandwich vs each
+  baseline, on the Pareto fronts in that metric);
+* ``rd.png`` (PSNR), ``rd_psnr-y.png``, ``rd_ms-ssim.png`` (and ``rd_psnr-part-<part>.png``): all RD curves;
+  ``examples.png``: source, bottleneck, sandwich and baselines side by side (the channel parts of a
+  source and the codec pictures of a bottleneck next to each other);
 * ``index.html``: the above on one page.
 
 bpp is the real codec's payload bits per source pixel. Outputs are written to a temporary folder and
@@ -31,12 +33,12 @@ import numpy as np
 from torch import Tensor
 from tqdm import tqdm
 
-from sandwich.data.images import list_images, read_rgb8
-from sandwich.data.samples import COLOR_PHOTOS_BY_SOURCE, load_photos
+from sandwich.data.images import list_images, read_image
+from sandwich.data.samples import sample_set
 from sandwich.evaluate.bd import bd_metrics, psnr_gap_range
 from sandwich.evaluate.checkpoint import load_module
 from sandwich.evaluate.report import plot_rd, results_entry, save_examples, write_index_html
-from sandwich.evaluate.sweep import METRICS, RdPoint, curve, front, results, sweep
+from sandwich.evaluate.sweep import RdPoint, channel_parts, curve, front, quality_metrics, results, sweep
 from sandwich.errors import InputError
 from sandwich.files import staged_folder
 from sandwich.sample_format import to_tensor
@@ -44,37 +46,67 @@ from sandwich.tracking import WANDB_PREFIX, log_outputs, wandb_checkpoints
 from sandwich.scenarios.base import SandwichModule
 
 EXAMPLE_ROWS = 4
-FIGURES = {"psnr-rgb": "rd.png", "psnr-y": "rd_psnr-y.png", "ms-ssim-db": "rd_ms-ssim.png"}  # RD plot file per metric of METRICS
+FIGURES = {"psnr-rgb": "rd.png", "psnr-y": "rd_psnr-y.png", "ms-ssim-db": "rd_ms-ssim.png"}  # RD plot file per metric (others: rd_<metric>.png)
 
 
-def _example_rows(images: dict[str, np.ndarray], sandwich: list[RdPoint], baselines: dict[str, list[RdPoint]], prefix: str) -> list:
+def figure_files(metrics: dict[str, str]) -> dict[str, str]:
+    """The RD plot's file name per quality metric."""
+    return {metric: FIGURES.get(metric, f"rd_{metric}.png") for metric in metrics}
+
+
+def _example_rows(module: SandwichModule, images: dict[str, np.ndarray], sandwich: list[RdPoint], baselines: dict[str, list[RdPoint]], prefix: str) -> list:
     """Per image: the source, the bottleneck and output of the sandwich at its middle knob value, each
-    baseline at the nearest rate."""
+    baseline at the nearest rate (sources and outputs by channel part, bottlenecks by codec picture)."""
+    parts = list(channel_parts(module).values())
+    codec_channels = module.codec.channels
+
+    def source_view(image: np.ndarray) -> np.ndarray:
+        return tile_channels(image, parts)
+
     middle = sandwich[len(sandwich) // 2]
     rows = []
     for i, (name, (bottleneck, recon)) in enumerate(zip(images, middle.examples)):
         bpp = middle.image_bpp[i]
+        pictures = [slice(start, start + codec_channels) for start in range(0, bottleneck.shape[-1] if bottleneck.ndim == 3 else 1, codec_channels)]
         panels = [
-            ("source", images[name]),
-            ("bottleneck (codec input)", bottleneck),
-            (f"sandwich {prefix}{middle.knob}: {bpp:.2f} bpp", recon),
+            ("source", source_view(images[name])),
+            ("bottleneck (codec input)", tile_channels(bottleneck, pictures)),
+            (f"sandwich {prefix}{middle.knob}: {bpp:.2f} bpp", source_view(recon)),
         ]
         for label, points in baselines.items():
             nearest = min(points, key=lambda p: abs(p.image_bpp[i] - bpp))
-            panels.append((f"{label} ({nearest.variant} {prefix}{nearest.knob}): {nearest.image_bpp[i]:.2f} bpp", nearest.examples[i][1]))
+            panels.append((f"{label} ({nearest.variant} {prefix}{nearest.knob}): {nearest.image_bpp[i]:.2f} bpp", source_view(nearest.examples[i][1])))
         rows.append((name, panels))
     return rows
 
 
-def bd_report(baselines: dict[str, list[RdPoint]], sandwich: list[RdPoint]) -> dict[str, dict[str, dict]]:
+def tile_channels(image: np.ndarray, parts: Sequence[slice]) -> np.ndarray:
+    """``(H, W)`` or ``(H, W, C)`` uint8 with its channel ``parts`` side by side, each shown as RGB (a one-channel
+    part as gray), 4 white columns apart; the image as it is when ``parts`` is empty or one part of it all."""
+    if image.ndim == 2 or not parts or (len(parts) == 1 and image.shape[2] == 3):
+        return image if image.ndim == 2 or image.shape[2] == 3 else image[..., :3]
+    gap = np.full((image.shape[0], 4, 3), 255, dtype=np.uint8)
+    views = [_as_rgb(image[..., part]) for part in parts]
+    return np.concatenate([x for view in views for x in (view, gap)][:-1], axis=1)
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    """``(H, W, n)`` uint8 as ``(H, W, 3)``: one channel as gray, two with a zero third, more: the first three."""
+    n = image.shape[2]
+    if n == 1:
+        return np.repeat(image, 3, axis=2)
+    return image[..., :3] if n >= 3 else np.pad(image, ((0, 0), (0, 0), (0, 1)))
+
+
+def bd_report(baselines: dict[str, list[RdPoint]], sandwich: list[RdPoint], metrics: dict[str, str]) -> dict[str, dict[str, dict]]:
     """``{metric: {baseline: BD figures and gain range}}`` of the sandwich against each baseline's points,
-    for every quality metric of :data:`~sandwich.evaluate.sweep.METRICS` (fronts taken per metric)."""
+    for every quality metric of ``metrics`` (:func:`~sandwich.evaluate.sweep.quality_metrics`; fronts taken per metric)."""
     return {
         metric: {
             name: bd_metrics(*curve(points, metric), *curve(sandwich, metric)) | {"gap": psnr_gap_range(*curve(points, metric), *curve(sandwich, metric))}
             for name, points in baselines.items()
         }
-        for metric in METRICS
+        for metric in metrics
     }
 
 
@@ -91,8 +123,12 @@ def check_knobs(module: SandwichModule, knobs: Sequence[int] | None) -> list[int
 
 
 def check_images(module: SandwichModule, images: dict[str, np.ndarray]) -> None:
-    """InputError naming the first image the module's adapter cannot take (e.g. too small to down-sample)."""
+    """InputError naming the first image the module cannot take: another channel count than the model's
+    source, or a size its adapter refuses (e.g. too small to down-sample)."""
     for name, image in images.items():
+        channels = 1 if image.ndim == 2 else image.shape[2]
+        if channels != module.channels:
+            raise InputError(f"{name}: {channels} channels, the model takes {module.channels} (scenario {module.config['scenario']['name']})")
         try:
             module.adapter.check(*image.shape[:2])
         except InputError as exc:
@@ -137,7 +173,7 @@ def evaluate(
     intro: Sequence[str] = (),
     compare: Sequence[SandwichModule] = (),
 ) -> dict:
-    """Evaluate ``module`` and its baselines on ``images`` (``{name: (H, W, 3) uint8}``); write the report.
+    """Evaluate ``module`` and its baselines on ``images`` (``{name: (H, W, C) uint8}``); write the report.
 
     ``knobs``: the real codec's knob values (qualities or QPs; default: the config's ``codec.levels``).
     ``compare``: other trained models with the same codec (e.g. a post-only variant), each one more curve
@@ -160,7 +196,8 @@ def evaluate(
     report = results_entry(f"sandwich-{experiment}", f"{experiment}: trained sandwich around real {described}, {codec.knob} sweep {knobs}", results(sandwich, codec.knob))
     report["codec"] = described
     report["baselines"] = baseline_entries(swept, module)
-    report["bd"] = bd_report(swept, sandwich)
+    metrics = quality_metrics(module)
+    report["bd"] = bd_report(swept, sandwich, metrics)
     report["images"] = names
     report["compared"] = compared
 
@@ -168,28 +205,28 @@ def evaluate(
         (tmp / "results.json").write_text(json.dumps(report, indent=2))
         title = f"{experiment} on {len(names)} images (real {described})"
         figures = []
-        for metric, label in METRICS.items():
+        for metric, label in metrics.items():
             curves = {"sandwich": results(sandwich, codec.knob)} | {name: results(front(points, metric), codec.knob) for name, points in swept.items()}
-            plot_rd(curves, tmp / FIGURES[metric], title, metric)
-            figures.append((f"Rate-{label} curves (bpp from the real codec's payload bytes per source pixel)", FIGURES[metric]))
+            plot_rd(curves, tmp / figure_files(metrics)[metric], title, metric)
+            figures.append((f"Rate-{label} curves (bpp from the real codec's payload bytes per source pixel)", figure_files(metrics)[metric]))
         prefix = "q" if codec.knob == "quality" else codec.knob
-        save_examples(_example_rows(images, sandwich, fronts, prefix), tmp / "examples.png")
+        save_examples(_example_rows(module, images, sandwich, fronts, prefix), tmp / "examples.png")
         interpolation = next(iter(report["bd"]["psnr-rgb"].values()))["interpolation"]
         write_index_html(
             tmp / "index.html",
             f"sandwich: {experiment}",
             [*intro, f"Images: {', '.join(names)}. Codec: real {described}, {codec.knob} values {knobs}. BD interpolation: {interpolation}."],
-            bd_rows(report["bd"]),
+            bd_rows(report["bd"], metrics),
             [*figures, ("Examples at similar rates", "examples.png")],
         )
     return report
 
 
-def bd_rows(bd: dict[str, dict[str, dict]], **first: str) -> list[dict[str, str]]:
+def bd_rows(bd: dict[str, dict[str, dict]], metrics: dict[str, str], **first: str) -> list[dict[str, str]]:
     """Table rows (for :func:`~sandwich.evaluate.report.write_index_html`) of a ``{metric: {baseline: BD}}``
-    report, each starting with the columns of ``first`` (e.g. ``curve="front"``)."""
+    report (metric names from ``metrics``), each starting with the columns of ``first`` (e.g. ``curve="front"``)."""
     return [
-        first | {"metric": METRICS[metric], "vs baseline": name, "BD-quality (dB)": _fmt(figures["bd_psnr_db"]),
+        first | {"metric": metrics[metric], "vs baseline": name, "BD-quality (dB)": _fmt(figures["bd_psnr_db"]),
                  "BD-rate (%)": _fmt(figures["bd_rate_percent"]), "gain, min..max (dB)": _gap(figures["gap"]), "note": figures["note"] or ""}
         for metric, per_baseline in bd.items()
         for name, figures in per_baseline.items()
@@ -200,9 +237,19 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.2f}"
 
 
-def read_images(folder: str | Path) -> dict[str, np.ndarray]:
-    """``{file stem: (H, W, 3) uint8}`` for every image in ``folder``; InputError for any unreadable one."""
-    return {path.stem: read_rgb8(path) for path in list_images(folder)}
+def read_images(folder: str | Path, channels: int = 3) -> dict[str, np.ndarray]:
+    """``{file stem: (H, W, channels) uint8}`` for every image in ``folder`` (:func:`~sandwich.data.images.read_image`);
+    InputError for any unreadable one or one of another channel count."""
+    return {path.stem: read_image(path, channels) for path in list_images(folder)}
+
+
+def evaluation_images(module: SandwichModule, folder: str | None, source: str | None = None) -> dict[str, np.ndarray]:
+    """The images to evaluate ``module`` on: those of ``folder``, or the embedded photos of ``source`` in the
+    module's sample set (``data.samples``; None: the set's held-out source; InputError for a source it does not have)."""
+    if folder:
+        return read_images(folder, module.channels)
+    chosen = sample_set(module.config["data"].get("samples", "color"))
+    return chosen.load(chosen.names(source or chosen.held_out))
 
 
 def _gap(gap: dict) -> str:
@@ -211,12 +258,12 @@ def _gap(gap: dict) -> str:
     return f"{gap['min_gain_db']:+.2f} (at {gap['at_bpp_min']:.2f} bpp) .. {gap['max_gain_db']:+.2f} (at {gap['at_bpp_max']:.2f} bpp)"
 
 
-def print_bd(bd: dict[str, dict[str, dict]]) -> None:
+def print_bd(bd: dict[str, dict[str, dict]], metrics: dict[str, str]) -> None:
     """One line per metric and baseline of a ``{metric: {baseline: BD}}`` report with the BD figures (or why
-    they are missing) and the range of the gain."""
+    they are missing) and the range of the gain (metric names from ``metrics``)."""
     for metric, per_baseline in bd.items():
         for name, bd in per_baseline.items():
-            line = f"  {METRICS[metric]} vs {name}: BD {_fmt(bd['bd_psnr_db'])} dB, BD-rate {_fmt(bd['bd_rate_percent'])} %, gain {_gap(bd['gap'])} dB"
+            line = f"  {metrics[metric]} vs {name}: BD {_fmt(bd['bd_psnr_db'])} dB, BD-rate {_fmt(bd['bd_rate_percent'])} %, gain {_gap(bd['gap'])} dB"
             print(line + (f" ({bd['note']})" if bd["note"] else ""))
 
 
@@ -227,11 +274,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="checkpoint written by `sandwich train` (e.g. runs/.../checkpoints/best.ckpt), or a W&B model artifact: wandb:ENTITY/PROJECT/model-RUN_ID:best",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--images", help="folder of 8-bit images (PNG, JPEG, ...; any size)")
+    source.add_argument("--images", help="folder of 8-bit images (PNG, JPEG, ...; RGBA files or .npy arrays for a 4- or N-channel model; any size)")
     source.add_argument(
-        "--samples", choices=sorted(COLOR_PHOTOS_BY_SOURCE),
-        help="the embedded colour photos of one source instead of a folder: sporco (Kodak/Waterloo, never trained on), "
-        "matplotlib (the validation photo), skimage (the training photos)",
+        "--samples", metavar="SOURCE",
+        help="the embedded photos of one source of the model's sample set (data.samples) instead of a folder; colour: sporco "
+        "(Kodak/Waterloo, never trained on), matplotlib (the validation photo), skimage (the training photos); stereo: skimage "
+        "(held out), opencv; rgba: pypi (held out), oxygen, oxygen_places",
     )
     parser.add_argument("--out", required=True, help="output folder for results.json, rd*.png, examples.png, index.html")
     parser.add_argument("--levels", type=int, nargs="+", help="the real codec's knob values to sweep: JPEG qualities, HEVC QPs, ... (default: the config's codec.levels)")
@@ -251,14 +299,16 @@ def run(args: argparse.Namespace) -> None:
         artifacts.append(artifact)
     module = load_module(path)
     compare = [load_module(other) for other in args.compare]
-    images = read_images(args.images) if args.images else load_photos(COLOR_PHOTOS_BY_SOURCE[args.samples])
+    images = evaluation_images(module, args.images, args.samples)
     out = Path(args.out)
     report = evaluate(module, images, out, args.levels, compare=compare)
-    print(f"sandwich: wrote {out}/results.json, {', '.join(FIGURES.values())}, examples.png, index.html")
-    print_bd(report["bd"])
+    metrics = quality_metrics(module)
+    files = figure_files(metrics).values()
+    print(f"sandwich: wrote {out}/results.json, {', '.join(files)}, examples.png, index.html")
+    print_bd(report["bd"], metrics)
     logger = module.config.get("logger", {})
     log_outputs(
-        out, "eval", [out / "results.json", *(out / f for f in FIGURES.values()), out / "examples.png", out / "index.html"],
+        out, "eval", [out / "results.json", *(out / f for f in files), out / "examples.png", out / "index.html"],
         {"experiment": module.config["name"], "lmbda": module.config["lmbda"], "codec": report["codec"], "checkpoint": artifacts[0] if artifacts else str(path.resolve()),
          "project": logger.get("project"), "entity": logger.get("entity")},
         {f"bd/{metric}/{name}": bd["bd_rate_percent"] for metric, per in report["bd"].items() for name, bd in per.items()},

@@ -1,8 +1,12 @@
 """RD sweeps with the real codec: a sandwich (or one baseline variant) over the codec's knob values.
 
 Rates are bits per source pixel from the real codec's payload bytes; PSNR (dB, the source's bit depth,
-RGB), PSNR-Y (of the BT.601 luma) and MS-SSIM are averaged over images, as CompressAI's evaluation does. Quality metrics by name
+over all channels), PSNR-Y (of the BT.601 luma) and MS-SSIM are averaged over images, as CompressAI's evaluation does. Quality metrics by name
 (:data:`METRICS`) give the Pareto fronts and BD figures of a report.
+
+A source of more than three channels names its parts (``scenario.parts``, e.g. a stereo pair's ``left``
+and ``right``, RGBA's ``rgb`` and ``alpha``): each part's PSNR is a metric of its own (``psnr-<part>``,
+:func:`quality_metrics`), and PSNR-Y is that of the mean luma MSE of its three-channel parts.
 """
 
 from __future__ import annotations
@@ -41,12 +45,37 @@ class RdPoint:
     ms_ssim: float
     image_bpp: list[float]
     examples: list[tuple[np.ndarray, np.ndarray]] = field(repr=False, default_factory=list)
+    parts: dict[str, float] = field(default_factory=dict)
 
     def value(self, metric: str) -> float:
-        """The point's quality in ``metric`` (a key of :data:`METRICS`)."""
+        """The point's quality in ``metric`` (a key of :func:`quality_metrics`)."""
         if metric == "ms-ssim-db":
             return float(ms_ssim_db(self.ms_ssim))
+        if metric.startswith(PART_PREFIX):
+            return self.parts.get(metric.removeprefix(PART_PREFIX), float("nan"))
         return {"psnr-rgb": self.psnr, "psnr-y": self.psnr_y}[metric]
+
+
+PART_PREFIX = "psnr-part-"
+"""Results key prefix of a part's PSNR (``psnr-part-left``)."""
+
+
+def channel_parts(module: SandwichModule) -> dict[str, slice]:
+    """The source's named channel ranges (``scenario.parts``: ``{name: [start, stop]}``); none for a plain source."""
+    return {name: slice(int(start), int(stop)) for name, (start, stop) in (module.config["scenario"].get("parts") or {}).items()}
+
+
+def quality_metrics(module: SandwichModule) -> dict[str, str]:
+    """:data:`METRICS` plus each channel part's PSNR, by results key -> how a report names it."""
+    return METRICS | {f"{PART_PREFIX}{name}": f"PSNR {name}" for name in channel_parts(module)}
+
+
+def _luma_mse(image: Tensor, recon: Tensor, parts: dict[str, slice], bit_depth: int) -> Tensor:
+    """Luma MSE ``(1,)``: of the whole image, or the mean over the three-channel parts of a multi-part source."""
+    colour = [part for part in parts.values() if part.stop - part.start == 3]
+    if not colour:
+        return luma_mse(image, recon, bit_depth)
+    return torch.stack([luma_mse(image[:, part], recon[:, part], bit_depth) for part in colour]).mean(0)
 
 
 @torch.no_grad()
@@ -64,21 +93,25 @@ def sweep(
     ``baseline`` swaps in a baseline variant's (pre, post, adapter) (:meth:`SandwichModule.code_real`); ``keep``:
     how many of the first images keep their bottleneck and output as examples.
     """
-    points = []
+    points, parts, depth = [], channel_parts(module), module.bit_depth
     for knob in knobs:
         bpp, psnr_db, psnr_y, ssim, examples = [], [], [], [], []
+        part_psnr: dict[str, list[float]] = {name: [] for name in parts}
         for i, image in enumerate(images):
             out = module.code_real(image, knob, baseline)
             recon = out.recon.clamp(0, 1)
             bpp.append(float(out.bpp(image)[0]))
-            psnr_db.append(float(psnr(mse(image, recon, module.bit_depth), module.bit_depth)[0]))
-            psnr_y.append(float(psnr(luma_mse(image, recon, module.bit_depth), module.bit_depth)[0]))
+            psnr_db.append(float(psnr(mse(image, recon, depth), depth)[0]))
+            psnr_y.append(float(psnr(_luma_mse(image, recon, parts, depth), depth)[0]))
             ssim.append(float(ms_ssim(image, recon)[0]))
+            for name, part in parts.items():
+                part_psnr[name].append(float(psnr(mse(image[:, part], recon[:, part], depth), depth)[0]))
             if i < keep:
-                examples.append((to_array(out.bottleneck[0, :3].clamp(0, 1)), to_array(recon[0])))
+                examples.append((to_array(out.bottleneck[0].clamp(0, 1)), to_array(recon[0])))
             if progress is not None:
                 progress.update()
-        points.append(RdPoint(variant, knob, float(np.mean(bpp)), float(np.mean(psnr_db)), float(np.mean(psnr_y)), float(np.mean(ssim)), bpp, examples))
+        means = {name: float(np.mean(values)) for name, values in part_psnr.items()}
+        points.append(RdPoint(variant, knob, float(np.mean(bpp)), float(np.mean(psnr_db)), float(np.mean(psnr_y)), float(np.mean(ssim)), bpp, examples, means))
     return points
 
 
@@ -103,9 +136,10 @@ def from_results(results: dict[str, list], knob: str, variant: str) -> list[RdPo
     knobs = results.get(knob, list(range(n)))
     missing = [float("nan")] * n
     ssim = results.get("ms-ssim-rgb", results.get("ms-ssim", missing))
+    parts = {key.removeprefix(PART_PREFIX): values for key, values in results.items() if key.startswith(PART_PREFIX)}
     return [
-        RdPoint(variant, int(k), float(b), float(p), float(y), float(m), [])
-        for k, b, p, m, y in zip(knobs, results["bpp"], results["psnr-rgb"], ssim, results.get("psnr-y", missing), strict=True)
+        RdPoint(variant, int(k), float(b), float(p), float(y), float(m), [], parts={name: float(values[i]) for name, values in parts.items()})
+        for i, (k, b, p, m, y) in enumerate(zip(knobs, results["bpp"], results["psnr-rgb"], ssim, results.get("psnr-y", missing), strict=True))
     ]
 
 
@@ -123,4 +157,4 @@ def results(points: list[RdPoint], knob: str = "quality") -> dict[str, list]:
         "psnr-y": [p.psnr_y for p in points],
         "ms-ssim-rgb": [p.ms_ssim for p in points],
         "ms-ssim-db": [p.value("ms-ssim-db") for p in points],
-    }
+    } | {f"{PART_PREFIX}{name}": [p.parts[name] for p in points] for name in (points[0].parts if points else {})}

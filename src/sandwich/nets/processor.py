@@ -3,7 +3,7 @@
 ``out = bypass(x) + scale · mlp(n) + s · scale · unet(n)`` with ``n = (x - mean) / scale`` and images on
 the [0, 1] scale (with ``unet_sees_bypass`` the U-Net also sees the normalised ``bypass(x)``, so it
 corrects the bypass's estimate rather than rebuilding it). The bypass is a fixed map (identity, luma,
-gray-to-RGB, colour-as-texture embedding or extraction); the papers' pointwise MLP is an optional
+gray-to-RGB, colour-as-texture embedding or extraction, channels into groups and back); the papers' pointwise MLP is an optional
 residual. The MLP's and the U-Net's last layers start at zero, so training starts from the bypass
 alone: for the ``identity`` bypass that is the plain codec; for the texture bypasses, the classic
 colour embedding. (The papers start ``s`` at 0 instead. With ``s = 0`` and a random U-Net neither moves
@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from sandwich.errors import InputError
+from sandwich.nets.channel_maps import ChannelPack, ChannelUnpack
 from sandwich.nets.colour_maps import EmbeddingGain, GrayToRgb, Luma, TextureEmbed, TextureExtract
 from sandwich.nets.mlp import PointwiseMLP
 from sandwich.nets.unet import create_unet
@@ -45,10 +46,12 @@ from sandwich.registry import Registry
 LEVEL_SCALE = 4.0  # levels (octaves) are divided by this before they enter a network (about [-1, 1] over q10..q95)
 
 # Bypasses by name, each built with its own options (``{"name": "texture_embed", "alpha": 1.5, "trainable": true}``).
-# ``CHANNELS`` gives the (input, output) channels each maps (None: any, output as input).
+# ``CHANNELS`` gives the (input, output) channels each maps (None: any, output as input); a bypass not listed
+# there (the channel maps) carries its own ``in_channels`` and ``out_channels``.
 BYPASSES: Registry[nn.Module] = Registry(
     "bypass",
-    {"identity": lambda: nn.Identity(), "luma": Luma, "gray_to_rgb": GrayToRgb, "texture_embed": TextureEmbed, "texture_extract": TextureExtract},
+    {"identity": lambda: nn.Identity(), "luma": Luma, "gray_to_rgb": GrayToRgb, "texture_embed": TextureEmbed, "texture_extract": TextureExtract,
+     "channel_pack": ChannelPack, "channel_unpack": ChannelUnpack},
 )
 CHANNELS: dict[str, tuple[int | None, int | None]] = {
     "identity": (None, None), "luma": (3, 1), "gray_to_rgb": (1, 3), "texture_embed": (3, 1), "texture_extract": (1, 3)
@@ -94,7 +97,7 @@ class Processor(nn.Module):
         super().__init__()
         options = {"name": bypass} if isinstance(bypass, str) else dict(bypass)
         self.bypass = BYPASSES.from_config(options)
-        want_in, want_out = CHANNELS[options["name"]]
+        want_in, want_out = CHANNELS.get(options["name"]) or (self.bypass.in_channels, self.bypass.out_channels)
         want_in = in_channels if want_in is None else want_in
         want_out = want_in if want_out is None else want_out
         if (in_channels, out_channels) != (want_in, want_out):

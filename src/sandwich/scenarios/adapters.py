@@ -2,11 +2,14 @@
 
 A sandwich's flow is ``source -> pre -> adapter.to_codec -> codec -> adapter.from_codec -> post``. The
 identity adapter (:class:`Adapter`) hands the bottleneck to the codec as it is; :class:`Resample`
-carries it at a lower resolution (super-resolution). The configurations to come change only this step:
-bit-depth reduction to the codec's depth (HDR: floor with a straight-through
-gradient, midpoint reconstruction), channel groups of the codec's width (more channels than the codec
-has: ``(N, G·C, H, W) -> (N·G, C, H, W)`` and the bits of a source image's groups summed). A scenario
-picks its adapter in :meth:`~sandwich.scenarios.base.SandwichModule.make_adapter`.
+carries it at a lower resolution (super-resolution); :class:`ChannelGroups` codes a bottleneck of G groups of
+the codec's width as G pictures (more channels than the codec has: ``(N, G·C, H, W) -> (N·G, C, H, W)``
+and the bits of a source image's groups summed). A configuration still to come changes only this step:
+bit-depth reduction to the codec's depth (HDR: floor with a straight-through gradient, midpoint
+reconstruction). A scenario picks its adapter in :meth:`~sandwich.scenarios.base.SandwichModule.make_adapter`.
+
+The codec codes ``M = k·N`` pictures for N source images (k pictures each, in order); each picture is
+coded at its source image's level.
 """
 
 from __future__ import annotations
@@ -77,3 +80,32 @@ class Resample(Adapter):
         h, w = bottleneck.shape[-2:]
         up = lanczos_up(decoded, decoded.shape[-2] * self.factor, decoded.shape[-1] * self.factor)
         return up[..., :h, :w], bits
+
+
+class ChannelGroups(Adapter):
+    """A bottleneck of ``groups`` x C channels coded as ``groups`` pictures of the codec's C channels each.
+
+    ``to_codec``: ``(N, G·C, H, W) -> (N·G, C, H, W)``, channels ``g·C .. g·C + C - 1`` being picture g of
+    each image; ``from_codec``: the decoded pictures back to ``(N, G·C, H, W)`` and the bits of each
+    image's G pictures summed, ``(N·G,) -> (N,)``.
+    """
+
+    def __init__(self, groups: int) -> None:
+        super().__init__()
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+            raise InputError(f"scenario.groups={groups!r}: the number of codec pictures per image must be an integer >= 1")
+        self.groups = groups
+
+    def bottleneck_channels(self, codec_channels: int) -> int:  # noqa: D102
+        return self.groups * codec_channels
+
+    def to_codec(self, bottleneck: Tensor) -> Tensor:  # noqa: D102
+        n, channels, h, w = bottleneck.shape
+        return bottleneck.reshape(n * self.groups, channels // self.groups, h, w)
+
+    def from_codec(self, decoded: Tensor, bits: Tensor, bottleneck: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
+        return decoded.reshape(bottleneck.shape[0], -1, *decoded.shape[-2:]), self.group_bits(bits).sum(1)
+
+    def group_bits(self, bits: Tensor) -> Tensor:
+        """The codec's bits ``(N·G,)`` as ``(N, G)``: per source image, per group."""
+        return bits.reshape(-1, self.groups)

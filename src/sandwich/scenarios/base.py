@@ -68,6 +68,12 @@ class SandwichOutput:
         return self.bits / (source.shape[-2] * source.shape[-1])
 
 
+def picture_levels(level: Tensor, pictures: Tensor) -> Tensor:
+    """The level ``(N,)`` of each source image repeated for its pictures: ``(M,)`` for ``M = k·N`` codec
+    pictures ``pictures`` (``(M, C, h, w)``, each image's k pictures in a row)."""
+    return level.repeat_interleave(pictures.shape[0] // level.shape[0])
+
+
 class SandwichModule(L.LightningModule):
     """Pre-processor, adapter, codec stage and post-processor, trained jointly.
 
@@ -123,7 +129,7 @@ class SandwichModule(L.LightningModule):
     def _pass(self, source: Tensor, level: Tensor, knob: int | None, real: bool, pre: nn.Module, post: nn.Module | None, adapter: Adapter) -> SandwichOutput:
         bottleneck = pre(source, level)
         coded = adapter.to_codec(bottleneck)
-        decoded, bits = self.codec.code_real(coded, knob) if real else self.codec(coded, level)
+        decoded, bits = self.codec.code_real(coded, knob) if real else self.codec(coded, picture_levels(level, coded))
         decoded, bits = adapter.from_codec(decoded, bits, bottleneck)
         recon = decoded if post is None else post(decoded, level)
         return SandwichOutput(bottleneck, decoded, recon, bits, level)
@@ -206,7 +212,7 @@ class SandwichModule(L.LightningModule):
         it optimises an estimate the codec does not share.
         """
         coded = self.adapter.to_codec(real.bottleneck)
-        proxy_decoded, proxy_bits = self.codec(coded, real.level)
+        proxy_decoded, proxy_bits = self.codec(coded, picture_levels(real.level, coded))
         proxy_decoded, proxy_bits = self.adapter.from_codec(proxy_decoded, proxy_bits, real.bottleneck)
         ratio = proxy_bits / real.bits.clamp_min(1) - 1
         return {"bits_bias": ratio.mean(), "bits_spread": ratio.abs().mean(), "decode_psnr": psnr(mse(real.decoded, proxy_decoded)).mean()}

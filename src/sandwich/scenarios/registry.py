@@ -2,7 +2,7 @@
 
 RGB over an RGB codec and RGB over a one-channel codec are the same module: what differs (bypasses,
 baselines) is configuration (``conf/scenario/``). A configuration that changes the flow itself (e.g.
-resampling around the codec) registers its thin subclass here.
+resampling around the codec, channel groups) registers its thin subclass here.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from typing import Any
 
 from sandwich.registry import Registry
 from sandwich.scenarios.base import SandwichModule
+from sandwich.scenarios.groups import GroupedSandwich
 from sandwich.scenarios.superres import SuperResolutionSandwich
 
-SCENARIOS: Registry[SandwichModule] = Registry("scenario module", {"sandwich": SandwichModule, "superres": SuperResolutionSandwich})
+SCENARIOS: Registry[SandwichModule] = Registry("scenario module", {"sandwich": SandwichModule, "superres": SuperResolutionSandwich, "groups": GroupedSandwich})
 
 
 def create_module(config: dict[str, Any]) -> SandwichModule:
