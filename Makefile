@@ -3,7 +3,10 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test bench
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEBIAN_DATA := opencv-doc oxygen-icon-theme   # the stereo and rgba sample sets (src/sandwich/data/samples.py)
+
+.PHONY: setup demo test bench debian-data
 
 $(BIN)/sandwich: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,3 +24,6 @@ test: setup
 
 bench: setup
 	$(BIN)/sandwich bench proxy --codec jpeg --subsampling 420 --json bench-proxy-420.json
+
+debian-data:
+	$(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_DATA) || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_DATA); }

@@ -44,6 +44,10 @@ class JpegCodec(RealCodec):
 
     Args:
         subsampling: ``"444"`` or ``"420"`` for RGB input (JFIF YCbCr), ``"400"`` for one channel.
+        gray_pictures: an RGB picture whose three channels are equal is written as a grayscale (4:0:0)
+            JPEG, as an encoder of a gray plane (e.g. an alpha channel) would; it decodes to the same
+            samples as its colour coding (Y = R = G = B, the chroma flat) without the chroma's tables and
+            blocks. Decoding returns it as three equal channels.
     """
 
     name = "jpeg"
@@ -52,11 +56,12 @@ class JpegCodec(RealCodec):
     level_range = (1, 100)
     bit_depth = 8
 
-    def __init__(self, subsampling: str = "420") -> None:
+    def __init__(self, subsampling: str = "420", gray_pictures: bool = False) -> None:
         if subsampling not in SUBSAMPLINGS:
             raise InputError(f"jpeg: subsampling {subsampling!r} not one of {', '.join(SUBSAMPLINGS)}")
         self.subsampling = subsampling
         self.channels = 1 if subsampling == "400" else 3
+        self.gray_pictures = gray_pictures and self.channels == 3
 
     def encode(self, image: np.ndarray, level: int) -> Encoded:
         """Code at libjpeg quality ``level`` (1..100, IJG tables scaled as ``jpeg_set_quality``)."""
@@ -69,14 +74,21 @@ class JpegCodec(RealCodec):
         ``chroma`` defaults to ``luma``; it is ignored for 4:0:0.
         """
         tables = [_table_list(luma)]
-        if self.channels == 3:
+        if self.channels == 3 and not self._gray(image):
             tables.append(_table_list(luma if chroma is None else chroma))
         return self._save(image, qtables=tables)
 
+    def _gray(self, image: np.ndarray) -> bool:
+        """Whether ``image`` is written as a grayscale JPEG (``gray_pictures`` and three equal channels)."""
+        return self.gray_pictures and image.ndim == 3 and bool((image[..., 0] == image[..., 1]).all() and (image[..., 0] == image[..., 2]).all())
+
     def _save(self, image: np.ndarray, **options) -> Encoded:
         self.check_image(image)
-        pil = Image.fromarray(image, mode="L" if self.channels == 1 else "RGB")
-        if self.channels == 3:
+        if self._gray(image):
+            pil = Image.fromarray(np.ascontiguousarray(image[..., 0]), mode="L")
+        else:
+            pil = Image.fromarray(image, mode="L" if self.channels == 1 else "RGB")
+        if pil.mode == "RGB":
             options["subsampling"] = _PIL_SUBSAMPLING[self.subsampling]
         buf = io.BytesIO()
         pil.save(buf, format="JPEG", optimize=True, **options)
@@ -84,8 +96,22 @@ class JpegCodec(RealCodec):
         return Encoded(data=data, payload_bits=8 * jpeg_payload_bytes(data))
 
     def decode(self, data: bytes) -> np.ndarray:
-        """Decode with libjpeg-turbo; returns ``(H, W)`` or ``(H, W, 3)`` uint8."""
+        """Decode with libjpeg-turbo; returns ``(H, W)`` or ``(H, W, 3)`` uint8 (a gray picture of
+        ``gray_pictures`` as three equal channels)."""
+        if self.gray_pictures and _components(data) == 1:
+            return np.repeat(pillow_decode(data, "jpeg", "JPEG", "L")[..., None], 3, axis=2)
         return pillow_decode(data, "jpeg", "JPEG", "L" if self.channels == 1 else "RGB")
+
+
+def _components(data: bytes) -> int:
+    """The number of colour components in a JPEG stream's frame header (SOF0..SOF2); 0 if none is found."""
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker, length = data[pos + 1], int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker in (0xC0, 0xC1, 0xC2):
+            return data[pos + 9] if pos + 9 < len(data) else 0
+        pos += 2 + length
+    return 0
 
 
 def _table_list(table: np.ndarray) -> list[int]:
