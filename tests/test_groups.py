@@ -25,6 +25,7 @@ from sandwich.data.datamodule import ShardDataModule
 from sandwich.data.images import centre_crop
 from sandwich.data.samples import OPENCV_DATA, OXYGEN_ICONS, SAMPLE_SETS
 from sandwich.data.shards import read_index, write_array_shards
+from sandwich.errors import InputError
 from sandwich.nets.channel_maps import ChannelPack, ChannelUnpack
 from sandwich.sample_format import to_array, to_tensor
 from sandwich.scenarios.base import picture_levels
@@ -110,7 +111,7 @@ def test_channel_maps_invert_and_refuse_uncarried_channels() -> None:
     packed = ChannelPack([0, 1, 2, 3, 3, 3])(x)
     assert packed.shape == (2, 6, 5, 6) and torch.equal(packed[:, 5], x[:, 3])
     assert torch.allclose(ChannelUnpack([0, 1, 2, 3, 3, 3])(packed), x)
-    with pytest.raises(Exception, match=r"source channels \[1\] are carried by no bottleneck channel"):
+    with pytest.raises(InputError, match=r"source channels \[1\] are carried by no bottleneck channel"):
         ChannelPack([0, 2, 2])
 
 
@@ -128,7 +129,7 @@ def test_n_channel_samples_survive_shards_and_the_datamodule_bit_exactly(tmp_pat
     assert torch.equal(val[0], to_tensor(images["a"]))
     assert next(iter(data.train_dataloader())).shape == (2, channels, 32, 32)
     wrong = ShardDataModule(str(out), channels=3)
-    with pytest.raises(Exception, match=f"samples have {channels} channels, the model takes 3"):
+    with pytest.raises(InputError, match=f"samples have {channels} channels, the model takes 3"):
         wrong.setup("fit")
 
 
@@ -236,8 +237,12 @@ def test_missing_debian_data_is_one_line_naming_the_package(monkeypatch, tmp_pat
     from sandwich.data import samples
 
     monkeypatch.setattr(samples, "OPENCV_DATA", tmp_path / "nowhere")
-    with pytest.raises(Exception, match=r"install the Debian package opencv-doc \(apt-get install opencv-doc\)"):
+    with pytest.raises(InputError, match=r"install the Debian package opencv-doc \(apt-get install opencv-doc\)"):
         SAMPLE_SETS["stereo"].load(("opencv/aloe",))
+    monkeypatch.setattr(samples, "OXYGEN_ICONS", tmp_path / "nowhere")
+    samples.oxygen_icons.cache_clear()
+    with pytest.raises(InputError, match=r"install the Debian package oxygen-icon-theme"):
+        SAMPLE_SETS["rgba"].photos(("oxygen",))
 
 
 def test_examples_tile_parts_and_pictures() -> None:

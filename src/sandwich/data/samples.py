@@ -142,12 +142,12 @@ def _stereo(name: str) -> np.ndarray:
 
 @cache
 def oxygen_icons() -> dict[str, Path]:
-    """``{category/name: file}`` of Oxygen's 256x256 icons (empty without ``oxygen-icon-theme``)."""
-    return {f"{p.parent.name}/{p.stem}": p for p in sorted(OXYGEN_ICONS.glob("*/*.png"))}
+    """``{category/name: file}`` of Oxygen's 256x256 icons; InputError naming the package when it is not installed."""
+    return {f"{p.parent.name}/{p.stem}": p for p in sorted(_debian_file(OXYGEN_ICONS, "oxygen-icon-theme").glob("*/*.png"))}
 
 
 def _oxygen(name: str) -> np.ndarray:
-    with Image.open(_debian_file(oxygen_icons().get(name, OXYGEN_ICONS / f"{name}.png"), "oxygen-icon-theme")) as image:
+    with Image.open(_debian_file(OXYGEN_ICONS / f"{name}.png", "oxygen-icon-theme")) as image:
         return np.asarray(image.convert("RGBA"))
 
 
