@@ -15,14 +15,14 @@ def ms_ssim(a: Tensor, b: Tensor) -> Tensor:
     """MS-SSIM ``(N,)`` of two ``(N, C, H, W)`` batches on [0, 1] (data range 1; ``b`` clipped), in [0, 1].
 
     Uses as many of the five standard scales as the image size allows (each scale halves it and the
-    11-tap window must fit), so images down to 11 pixels a side are measured. Differentiable (the
+    11-tap window must fit, and torchmetrics' size check must pass), so images down to 11 pixels a side are measured. Differentiable (the
     contrast-structure terms are ReLU-normalised, torchmetrics' ``normalize="relu"``), so it serves as a
     loss as well as a metric.
     """
     side = min(a.shape[-2:])
     scales = 1
-    while scales < len(_BETAS) and side // 2**scales >= _KERNEL:
-        scales += 1
+    while scales < len(_BETAS) and side // 2**scales >= _KERNEL and side // scales**2 >= _KERNEL:
+        scales += 1  # the second test is torchmetrics' own size check for scales + 1 weights (it refuses e.g. 96 pixels at 4)
     betas = _BETAS[:scales]
     betas = tuple(beta / sum(betas) for beta in betas)
     return multiscale_structural_similarity_index_measure(
