@@ -91,6 +91,25 @@ def test_identity_rgba_sandwich_codes_rgb_in_colour_and_alpha_as_gray() -> None:
     assert np.array_equal(colour.decode(alpha3.data)[..., 1], gray.decode(alpha.data)) and alpha3.payload_bits > alpha.payload_bits
 
 
+def test_rgba_second_picture_stays_gray_under_a_learned_pre_processor() -> None:
+    """With U-Nets that change every channel (heads perturbed), rgba's second picture still reaches the codec
+    with three equal channels (``gray_groups``) and is written as a grayscale JPEG; the first is colour."""
+    module = create_module(compose(["experiment=rgba_jpeg", "net=u8_16"])).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for head in (module.pre.unet.head, module.post.unet.head):
+            head.weight.normal_(0, 0.05)
+    pictures: list[np.ndarray] = []
+    encode = module.codec.real.encode
+    module.codec.real.encode = lambda image, knob: pictures.append(image) or encode(image, knob)
+    out = module.code_real(to_tensor(rgba())[None], 50)
+    first, second = pictures
+    assert not np.array_equal(first[..., 0], first[..., 1])
+    assert np.array_equal(second[..., 0], second[..., 1]) and np.array_equal(second[..., 0], second[..., 2])
+    gray = JpegCodec("400").encode(np.ascontiguousarray(second[..., 0]), 50)
+    assert float(out.bits[0]) == JpegCodec("420").encode(first, 50).payload_bits + gray.payload_bits
+
+
 def test_proxy_codes_each_group_at_its_images_level() -> None:
     """Training path: the bits of each image are the proxy's bits of its two pictures, each coded at that
     image's level (the levels differ per image), summed; the decoded groups are the proxy's decodes."""

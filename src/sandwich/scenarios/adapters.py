@@ -15,7 +15,9 @@ coded at its source image's level.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -86,22 +88,32 @@ class ChannelGroups(Adapter):
     """A bottleneck of ``groups`` x C channels coded as ``groups`` pictures of the codec's C channels each.
 
     ``to_codec``: ``(N, G·C, H, W) -> (N·G, C, H, W)``, channels ``g·C .. g·C + C - 1`` being picture g of
-    each image; ``from_codec``: the decoded pictures back to ``(N, G·C, H, W)`` and the bits of each
-    image's G pictures summed, ``(N·G,) -> (N,)``.
+    each image; a group listed in ``gray_groups`` is made gray first (each of its channels their mean, so
+    a codec with ``gray_pictures`` writes it as a grayscale picture, e.g. RGBA's alpha); ``from_codec``:
+    the decoded pictures back to ``(N, G·C, H, W)`` and the bits of each image's G pictures summed,
+    ``(N·G,) -> (N,)``.
     """
 
-    def __init__(self, groups: int) -> None:
+    def __init__(self, groups: int, gray_groups: Sequence[int] = ()) -> None:
         super().__init__()
         if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
             raise InputError(f"scenario.groups={groups!r}: the number of codec pictures per image must be an integer >= 1")
-        self.groups = groups
+        if any(isinstance(g, bool) or not isinstance(g, int) or not 0 <= g < groups for g in gray_groups):
+            raise InputError(f"scenario.gray_groups={list(gray_groups)}: group indices must be integers in 0..{groups - 1}")
+        self.groups, self.gray_groups = groups, sorted(set(gray_groups))
 
     def bottleneck_channels(self, codec_channels: int) -> int:  # noqa: D102
         return self.groups * codec_channels
 
     def to_codec(self, bottleneck: Tensor) -> Tensor:  # noqa: D102
         n, channels, h, w = bottleneck.shape
-        return bottleneck.reshape(n * self.groups, channels // self.groups, h, w)
+        pictures = bottleneck.reshape(n, self.groups, channels // self.groups, h, w)
+        if self.gray_groups:
+            gray = torch.zeros(self.groups, dtype=torch.bool, device=bottleneck.device)
+            gray[self.gray_groups] = True
+            mean = pictures.mean(2, keepdim=True).expand_as(pictures)
+            pictures = torch.where(gray[None, :, None, None, None], mean, pictures)
+        return pictures.reshape(n * self.groups, channels // self.groups, h, w)
 
     def from_codec(self, decoded: Tensor, bits: Tensor, bottleneck: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
         return decoded.reshape(bottleneck.shape[0], -1, *decoded.shape[-2:]), self.group_bits(bits).sum(1)

@@ -7,7 +7,8 @@ The bypasses place the source's channels into the groups and back (``channel_pac
 ``channel_unpack``, :mod:`sandwich.nets.channel_maps`), so with identity networks the sandwich is the
 per-group baseline: each group coded on its own by the plain codec, rates summed. A stereo pair (6
 channels) over an RGB codec is 2 groups; RGBA over an RGB codec is 2 groups, alpha repeated as a gray
-picture. ``scenario.parts`` names channel ranges whose distortion the evaluation reports on its own.
+picture (``scenario.gray_groups``: kept gray, so that a codec with ``gray_pictures`` writes it as a
+grayscale picture). ``scenario.parts`` names channel ranges whose distortion the evaluation reports on its own.
 """
 
 from __future__ import annotations
@@ -24,4 +25,5 @@ class GroupedSandwich(SandwichModule):
     """
 
     def make_adapter(self) -> Adapter:  # noqa: D102
-        return ChannelGroups(self.config["scenario"]["groups"])
+        scenario = self.config["scenario"]
+        return ChannelGroups(scenario["groups"], scenario.get("gray_groups") or ())
