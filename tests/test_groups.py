@@ -125,6 +125,24 @@ def test_proxy_codes_each_group_at_its_images_level() -> None:
     assert torch.equal(picture_levels(level, torch.zeros(4, 3, 8, 8)), torch.tensor([-2.0, -2.0, 1.5, 1.5]))
 
 
+def test_shared_view_networks_swap_with_the_views_and_see_the_other_view() -> None:
+    """stereo's processors share one U-Net by the two views (share_groups): swapping the input views swaps
+    the outputs exactly, and a view's output changes when only the other view changes."""
+    module = create_module(compose(["experiment=stereo_jpeg", "net=u8_16"])).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        module.pre.unet.head.weight.normal_(0, 0.05)
+    pre, level = module.pre, torch.tensor([0.5, -1.0])
+    x = torch.stack([to_tensor(stereo_pair(32, 48)), to_tensor(stereo_pair(32, 48)[::-1].copy())])
+    swapped = torch.cat([x[:, 3:], x[:, :3]], dim=1)
+    y, y_swapped = pre(x, level), pre(swapped, level)
+    assert torch.allclose(torch.cat([y_swapped[:, 3:], y_swapped[:, :3]], dim=1), y, atol=1e-6)
+    other = x.clone()
+    other[:, 3:] = other[:, 3:].flip(-1)
+    changed = pre(other, level)
+    assert not torch.allclose(changed[:, :3], y[:, :3]) and torch.equal(other[:, :3], x[:, :3])
+
+
 def test_channel_maps_invert_and_refuse_uncarried_channels() -> None:
     x = torch.rand(2, 4, 5, 6)
     packed = ChannelPack([0, 1, 2, 3, 3, 3])(x)

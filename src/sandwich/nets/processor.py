@@ -72,6 +72,9 @@ class Processor(nn.Module):
         mean, scale: input normalisation ``(x - mean) / scale`` for the learned branches.
         conditioned: the learned branches and the texture gain take the codec's level (module doc).
         step_scaled: scale the learned corrections by ``2**level`` (module doc; needs ``conditioned``).
+        groups: the learned branches are shared by ``groups`` equal channel groups of input and output
+            (e.g. the two views of a stereo pair): one network computes each output group's correction
+            from every input group, its own first (:func:`shared_over_groups`); 1: one network for all.
 
     The output is not clipped; the codec clips the bottleneck, the metrics clip the reconstruction.
 
@@ -93,8 +96,12 @@ class Processor(nn.Module):
         scale: float = 0.5,
         conditioned: bool = False,
         step_scaled: bool = False,
+        groups: int = 1,
     ) -> None:
         super().__init__()
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise InputError(f"processor: {in_channels} -> {out_channels} channels cannot be shared by {groups} equal groups")
+        self.groups = groups
         options = {"name": bypass} if isinstance(bypass, str) else dict(bypass)
         self.bypass = BYPASSES.from_config(options)
         want_in, want_out = CHANNELS.get(options["name"]) or (self.bypass.in_channels, self.bypass.out_channels)
@@ -109,13 +116,13 @@ class Processor(nn.Module):
         self.mean, self.scale = mean, scale
         self.conditioned, self.step_scaled = conditioned, step_scaled
         extra = 1 if conditioned else 0
-        self.mlp = PointwiseMLP(in_channels + extra, out_channels) if mlp else None
+        self.mlp = PointwiseMLP(in_channels + extra, out_channels // groups) if mlp else None
         if self.mlp is not None:
             nn.init.zeros_(self.mlp.layers[-1].weight)
             nn.init.zeros_(self.mlp.layers[-1].bias)
         self.unet_sees_bypass = unet_sees_bypass
         unet_in = in_channels + (out_channels if unet_sees_bypass else 0) + extra
-        self.unet = None if unet is None else create_unet(unet, unet_in, out_channels)
+        self.unet = None if unet is None else create_unet(unet, unet_in, out_channels // groups)
         if self.unet is not None:
             nn.init.zeros_(self.unet.head.weight)
             nn.init.zeros_(self.unet.head.bias)
@@ -138,8 +145,25 @@ class Processor(nn.Module):
             if self.step_scaled:
                 gain = self.scale * torch.exp2(octaves)[:, None, None, None]
         if self.mlp is not None:
-            out = out + gain * self.mlp(torch.cat([normalised, *condition], dim=1))
+            out = out + gain * shared_over_groups(self.mlp, [normalised], condition, self.groups)
         if self.unet is None:
             return out
         seen = [(out - self.mean) / self.scale] if self.unet_sees_bypass else []
-        return out + self.unet_scale * gain * self.unet(torch.cat([normalised, *seen, *condition], dim=1))
+        return out + self.unet_scale * gain * shared_over_groups(self.unet, [normalised, *seen], condition, self.groups)
+
+
+def shared_over_groups(branch: nn.Module, inputs: list[Tensor], condition: list[Tensor], groups: int) -> Tensor:
+    """``branch`` applied once per output group: ``(N, G·c_out, H, W)`` from ``inputs`` (each ``(N, G·c, H, W)``)
+    and ``condition`` (``(N, k, H, W)``, given to every group as it is).
+
+    Group g's input is each input's groups rotated to start at g (its own group first, then g + 1, ...),
+    then the condition; the G passes run as one batch of ``G·N``. With ``groups`` 1, ``branch`` of the
+    concatenated inputs and condition.
+    """
+    if groups == 1:
+        return branch(torch.cat([*inputs, *condition], dim=1))
+    chunks = [x.chunk(groups, dim=1) for x in inputs]
+    rotated = [torch.cat([c[(g + k) % groups] for c in chunks for k in range(groups)] + condition, dim=1) for g in range(groups)]
+    out = branch(torch.cat(rotated, dim=0))
+    n = inputs[0].shape[0]
+    return out.reshape(groups, n, *out.shape[1:]).transpose(0, 1).reshape(n, groups * out.shape[1], *out.shape[2:])

@@ -96,7 +96,7 @@ class SandwichModule(L.LightningModule):
         self.codec = CodecStage(**{key: config["codec"][key] for key in STAGE_KEYS})
         self.adapter = self.make_adapter()
         width = self.adapter.bottleneck_channels(self.codec.channels)
-        learned = {key: config["net"][key] for key in ("mlp", "unet", "unet_sees_bypass", "conditioned", "step_scaled")}
+        learned = self.learned_options()
         pre_learned = scenario.get("pre_learned", True)  # absent from checkpoints written before post-only sandwiches
         self.pre = Processor(self.channels, width, scenario["pre"], **(learned if pre_learned else {}))
         self.post = None if scenario["post"] is None else Processor(width, self.channels, scenario["post"], **learned)
@@ -112,6 +112,10 @@ class SandwichModule(L.LightningModule):
     def make_adapter(self) -> Adapter:
         """The bottleneck adapter of this configuration (:mod:`sandwich.scenarios.adapters`); identity here."""
         return Adapter()
+
+    def learned_options(self) -> dict[str, Any]:
+        """Options of the processors' learned branches (:class:`~sandwich.nets.processor.Processor`): the ``net`` config's."""
+        return {key: self.config["net"][key] for key in ("mlp", "unet", "unet_sees_bypass", "conditioned", "step_scaled")}
 
     def _build_baselines(self, baselines: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, Baseline]]:
         """Each variant ``{pre, post, adapter}``: bypass specs, and ``adapter: false`` to skip the scenario's adapter."""

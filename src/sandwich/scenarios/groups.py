@@ -13,6 +13,8 @@ grayscale picture). ``scenario.parts`` names channel ranges whose distortion the
 
 from __future__ import annotations
 
+from typing import Any
+
 from sandwich.scenarios.adapters import Adapter, ChannelGroups
 from sandwich.scenarios.base import SandwichModule
 
@@ -23,6 +25,11 @@ class GroupedSandwich(SandwichModule):
     Building it raises InputError when ``scenario.groups`` is not an integer >= 1 or the bypasses do not
     map ``scenario.channels`` to ``groups x`` the codec's channels and back.
     """
+
+    def learned_options(self) -> dict[str, Any]:
+        """The ``net`` options, and with ``scenario.share_groups`` networks shared by the groups (each group's
+        correction from all groups, its own first; for sources of equal groups, e.g. a stereo pair's views)."""
+        return super().learned_options() | ({"groups": self.config["scenario"]["groups"]} if self.config["scenario"].get("share_groups") else {})
 
     def make_adapter(self) -> Adapter:  # noqa: D102
         scenario = self.config["scenario"]
