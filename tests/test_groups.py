@@ -72,6 +72,21 @@ def test_identity_stereo_sandwich_is_each_view_coded_on_its_own(quality: int) ->
     assert np.array_equal(to_array(out.recon[0]), decoded)
 
 
+@pytest.mark.parametrize(("overrides", "pictures"), [(["codec=jpeg444"], 2), (["codec=jpeg400", "scenario.groups=6"], 6)])
+def test_the_codec_layout_and_group_count_are_config(overrides: list[str], pictures: int) -> None:
+    """A stereo pair over JPEG 4:4:4 is two colour pictures; over grayscale JPEG with 6 groups, six gray
+    pictures, one per channel; identity networks equal the per-group baseline and the bits sum."""
+    module = create_module(compose(["experiment=stereo_jpeg", "net=none", *overrides])).eval()
+    pair = stereo_pair(40, 56)
+    seen: list[np.ndarray] = []
+    encode = module.codec.real.encode
+    module.codec.real.encode = lambda image, knob: seen.append(image) or encode(image, knob)
+    out = module.code_real(to_tensor(pair)[None], 60)
+    assert len(seen) == pictures and all(p.shape[:2] == (40, 56) for p in seen)
+    assert np.array_equal(np.dstack(seen), pair)
+    assert float(out.bits[0]) == sum(encode(p, 60).payload_bits for p in seen)
+
+
 def test_identity_rgba_sandwich_codes_rgb_in_colour_and_alpha_as_gray() -> None:
     """RGBA: the first picture is the RGB, the second the alpha repeated (R = G = B = alpha), which rgba_jpeg's
     codec (``gray_pictures``) writes as a grayscale JPEG: the bits are a colour JPEG of the RGB plus a plain
