@@ -15,7 +15,7 @@ from PIL import Image
 import sandwich.evaluate.family as family
 from sandwich.cli import main
 from sandwich.evaluate.run import bd_report
-from sandwich.evaluate.sweep import RdPoint, front
+from sandwich.evaluate.sweep import METRICS, RdPoint, front
 from sandwich.tracking import run_id
 from wandb_log import md5_b64, of_type, offline_runs, records
 
@@ -68,12 +68,12 @@ def test_front_and_bd_of_a_family_against_analytic_curves() -> None:
     assert [(p.variant, p.bpp) for p in on_curve] == [("a", b) for b in low] + [("b", b) for b in high]
     assert front(every, "ms-ssim-db") == on_curve
     baseline = {"codec": analytic(low + high, -1, "codec")}
-    bd = bd_report(baseline, every)
+    bd = bd_report(baseline, every, METRICS)
     for metric in ("psnr-rgb", "psnr-y"):
         assert bd[metric]["codec"]["bd_psnr_db"] == pytest.approx(1.0, abs=1e-9)
         assert bd[metric]["codec"]["gap"]["min_gain_db"] == pytest.approx(1.0, abs=1e-9)
     assert bd["psnr-rgb"]["codec"]["bd_rate_percent"] == pytest.approx((2 ** (-1 / 6) - 1) * 100, abs=1e-6)  # 1 dB = 1/6 octave of rate
-    single = bd_report(baseline, model_a)["psnr-rgb"]["codec"]
+    single = bd_report(baseline, model_a, METRICS)["psnr-rgb"]["codec"]
     assert single["gap"]["min_gain_db"] < 0 < single["gap"]["max_gain_db"]
 
 

@@ -17,6 +17,7 @@ from sandwich.cli import main
 from sandwich.codecs.real.jpeg import JpegCodec
 from sandwich.codecs.real.registry import create_codec
 from sandwich.config import compose, group_options
+from sandwich.data.samples import OPENCV_DATA, OXYGEN_ICONS
 from sandwich.evaluate.checkpoint import load_module
 from sandwich.metrics.psnr import mse
 from sandwich.sample_format import to_array, to_tensor
@@ -38,7 +39,9 @@ def photo(name: str, h: int, w: int) -> torch.Tensor:
 
 REAL_CODEC = {"rgb_jpeg420": "jpeg", "rgb_jpeg444": "jpeg", "gray_jpeg": "jpeg", "rgb_hevc": "hevc", "gray_hevc": "hevc"}
 REAL_CODEC |= {f"{e}{v}": c for e, c in (("sr2_jpeg", "jpeg"), ("sr4_jpeg", "jpeg"), ("sr2_hevc", "hevc")) for v in ("", "_postonly")}
+REAL_CODEC |= {"stereo_jpeg": "jpeg", "rgba_jpeg": "jpeg"}
 CROPS = {"sr4_jpeg": ["data.crop=64", "data.val_crop=64"], "sr4_jpeg_postonly": ["data.crop=64", "data.val_crop=64"]}  # the codec's 16-pixel block at 1/4
+DEBIAN_DATA = {"stereo_jpeg": OPENCV_DATA, "rgba_jpeg": OXYGEN_ICONS}  # their embedded sample sets come from Debian packages (make debian-data)
 
 
 @pytest.mark.parametrize("experiment", group_options("experiment"))
@@ -46,6 +49,8 @@ def test_fast_dev_run_every_experiment(tmp_path, experiment):
     """One training step and one validation with the configured real codec: the step moves the weights
     (the checkpoint's EMA weights differ from the seeded initial ones) and the checkpoint rebuilds a
     module whose real codec is the one the experiment names."""
+    if experiment in DEBIAN_DATA and not DEBIAN_DATA[experiment].is_dir():
+        pytest.skip(f"{experiment} trains on {DEBIAN_DATA[experiment]} (make debian-data)")
     config = tiny_config(tmp_path, experiment, "+trainer.fast_dev_run=true", *CROPS.get(experiment, []))
     torch.manual_seed(config["seed"])
     initial = {k: v.clone() for k, v in create_module(config).state_dict().items()}

@@ -52,6 +52,7 @@ import lightning
 import numpy as np
 import torch
 import webdataset as wds
+
 from sandwich.data.images import centre_crop, defocus
 from sandwich.data.shards import decode_sample, ensure_sample_shards, index_channels, read_index
 from sandwich.errors import InputError
