@@ -247,6 +247,29 @@ def test_stereo_trains_and_evaluates_from_the_cli_with_per_view_distortion(tmp_p
     assert not (tmp_path / "x").exists()
 
 
+def test_family_report_of_two_stereo_models_has_per_view_fronts(tmp_path: Path) -> None:
+    """`sandwich report` over two stereo runs (two λ): the front and the BD figures per view, and the curves
+    cached in each run folder carry the per-view PSNR (a second report reads them back unchanged)."""
+    pair = stereo_pair(96, 128)
+    shards = tmp_path / "shards"
+    write_array_shards({"p": pair, "q": pair[::-1].copy()}, shards, val_names=frozenset({"q"}), channels=6)
+    runs = tmp_path / "runs"
+    for lmbda in (10, 40):
+        assert main([*tiny_training("stereo_jpeg", shards, runs / f"lmbda{lmbda}"), f"lmbda={lmbda}"]) == 0
+    images = tmp_path / "images"
+    images.mkdir()
+    np.save(images / "pair.npy", pair)
+    levels = ["--levels", "20", "40", "60", "80"]
+    reports = []
+    for name in ("report", "again"):
+        assert main(["report", str(runs), "--images", str(images), *levels, "--out", str(tmp_path / name)]) == 0
+        reports.append(json.loads((tmp_path / name / "results.json").read_text()))
+    first, again = reports
+    assert {"psnr-part-left", "psnr-part-right"} <= set(first["bd"]) and (tmp_path / "report" / "rd_psnr-part-left.png").is_file()
+    assert first["fronts"]["psnr-part-right"]["psnr-part-right"] == again["fronts"]["psnr-part-right"]["psnr-part-right"]
+    assert all(len(m["results"]["psnr-part-left"]) == 4 for m in first["models"].values())
+
+
 def test_rgba_trains_and_evaluates_on_the_held_out_wheel_images(tmp_path: Path) -> None:
     """Two steps of rgba_jpeg on shards of RGBA crops, evaluated on the rgba set's held-out source (the
     RGBA images in the scikit-image and matplotlib wheels): rgb and alpha PSNR reported."""
