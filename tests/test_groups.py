@@ -227,6 +227,11 @@ def test_stereo_trains_and_evaluates_from_the_cli_with_per_view_distortion(tmp_p
     assert set(report["baselines"]) == {"per_group"}
     assert (out / "rd_psnr-part-right.png").is_file() and (out / "examples.png").is_file()
     results = report["results"]
+    assert [a + b for a, b in zip(results["bpp-picture-0"], results["bpp-picture-1"])] == pytest.approx(results["bpp"], rel=1e-6)
+    codec = JpegCodec("420")
+    assert results["bpp-picture-1"][0] > 0 and report["baselines"]["per_group"]["results"]["bpp-picture-1"][0] == pytest.approx(
+        codec.encode(np.ascontiguousarray(pair[..., 3:]), 20).payload_bits / (96 * 128)
+    )  # the per-group baseline's second picture is the right view alone, at q20
     mean_mse = [(10 ** (-l / 10) + 10 ** (-r / 10)) / 2 for l, r in zip(results["psnr-part-left"], results["psnr-part-right"])]
     assert [10 ** (-p / 10) for p in results["psnr-rgb"]] == pytest.approx(mean_mse, rel=1e-4)  # one image: the total is the views' mean MSE
 
@@ -267,7 +272,8 @@ def test_family_report_of_two_stereo_models_has_per_view_fronts(tmp_path: Path) 
     first, again = reports
     assert {"psnr-part-left", "psnr-part-right"} <= set(first["bd"]) and (tmp_path / "report" / "rd_psnr-part-left.png").is_file()
     assert first["fronts"]["psnr-part-right"]["psnr-part-right"] == again["fronts"]["psnr-part-right"]["psnr-part-right"]
-    assert all(len(m["results"]["psnr-part-left"]) == 4 for m in first["models"].values())
+    assert all(len(m["results"]["psnr-part-left"]) == 4 and len(m["results"]["bpp-picture-1"]) == 4 for m in first["models"].values())
+    assert first["models"] == again["models"]  # the second report reads every curve back from the runs' caches
 
 
 def test_rgba_trains_and_evaluates_on_the_held_out_wheel_images(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ over all channels), PSNR-Y (of the BT.601 luma) and MS-SSIM are averaged over im
 
 A source of more than three channels names its parts (``scenario.parts``, e.g. a stereo pair's ``left``
 and ``right``, RGBA's ``rgb`` and ``alpha``): each part's PSNR is a metric of its own (``psnr-<part>``,
-:func:`quality_metrics`), and PSNR-Y is that of the mean luma MSE of its three-channel parts.
+:func:`quality_metrics`), and PSNR-Y is that of the mean luma MSE of its three-channel parts. A source coded as several codec
+pictures also has each picture's rate (``bpp-picture-<k>``, summing to ``bpp``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class RdPoint:
     image_bpp: list[float]
     examples: list[tuple[np.ndarray, np.ndarray]] = field(repr=False, default_factory=list)
     parts: dict[str, float] = field(default_factory=dict)
+    picture_bpp: list[float] = field(default_factory=list)
 
     def value(self, metric: str) -> float:
         """The point's quality in ``metric`` (a key of :func:`quality_metrics`)."""
@@ -58,6 +60,8 @@ class RdPoint:
 
 PART_PREFIX = "psnr-part-"
 """Results key prefix of a part's PSNR (``psnr-part-left``)."""
+PICTURE_PREFIX = "bpp-picture-"
+"""Results key prefix of the rate of a source's k-th codec picture when it has several (``bpp-picture-0``); they sum to ``bpp``."""
 
 
 def channel_parts(module: SandwichModule) -> dict[str, slice]:
@@ -95,12 +99,13 @@ def sweep(
     """
     points, parts, depth = [], channel_parts(module), module.bit_depth
     for knob in knobs:
-        bpp, psnr_db, psnr_y, ssim, examples = [], [], [], [], []
+        bpp, psnr_db, psnr_y, ssim, examples, pictures = [], [], [], [], [], []
         part_psnr: dict[str, list[float]] = {name: [] for name in parts}
         for i, image in enumerate(images):
             out = module.code_real(image, knob, baseline)
             recon = out.recon.clamp(0, 1)
             bpp.append(float(out.bpp(image)[0]))
+            pictures.append(out.picture_bpp(image)[0].tolist())
             psnr_db.append(float(psnr(mse(image, recon, depth), depth)[0]))
             psnr_y.append(float(psnr(_luma_mse(image, recon, parts, depth), depth)[0]))
             ssim.append(float(ms_ssim(image, recon)[0]))
@@ -111,7 +116,8 @@ def sweep(
             if progress is not None:
                 progress.update()
         means = {name: float(np.mean(values)) for name, values in part_psnr.items()}
-        points.append(RdPoint(variant, knob, float(np.mean(bpp)), float(np.mean(psnr_db)), float(np.mean(psnr_y)), float(np.mean(ssim)), bpp, examples, means))
+        picture_bpp = np.mean(pictures, axis=0).tolist() if len(pictures[0]) > 1 else []
+        points.append(RdPoint(variant, knob, float(np.mean(bpp)), float(np.mean(psnr_db)), float(np.mean(psnr_y)), float(np.mean(ssim)), bpp, examples, means, picture_bpp))
     return points
 
 
@@ -137,8 +143,12 @@ def from_results(results: dict[str, list], knob: str, variant: str) -> list[RdPo
     missing = [float("nan")] * n
     ssim = results.get("ms-ssim-rgb", results.get("ms-ssim", missing))
     parts = {key.removeprefix(PART_PREFIX): values for key, values in results.items() if key.startswith(PART_PREFIX)}
+    pictures = [results[f"{PICTURE_PREFIX}{k}"] for k in range(sum(key.startswith(PICTURE_PREFIX) for key in results))]
     return [
-        RdPoint(variant, int(k), float(b), float(p), float(y), float(m), [], parts={name: float(values[i]) for name, values in parts.items()})
+        RdPoint(
+            variant, int(k), float(b), float(p), float(y), float(m), [],
+            parts={name: float(values[i]) for name, values in parts.items()}, picture_bpp=[float(values[i]) for values in pictures],
+        )
         for i, (k, b, p, m, y) in enumerate(zip(knobs, results["bpp"], results["psnr-rgb"], ssim, results.get("psnr-y", missing), strict=True))
     ]
 
@@ -157,4 +167,6 @@ def results(points: list[RdPoint], knob: str = "quality") -> dict[str, list]:
         "psnr-y": [p.psnr_y for p in points],
         "ms-ssim-rgb": [p.ms_ssim for p in points],
         "ms-ssim-db": [p.value("ms-ssim-db") for p in points],
-    } | {f"{PART_PREFIX}{name}": [p.parts[name] for p in points] for name in (points[0].parts if points else {})}
+    } | {f"{PART_PREFIX}{name}": [p.parts[name] for p in points] for name in (points[0].parts if points else {})} | {
+        f"{PICTURE_PREFIX}{k}": [p.picture_bpp[k] for p in points] for k in range(len(points[0].picture_bpp) if points else 0)
+    }

@@ -54,7 +54,8 @@ class SandwichOutput:
 
     ``bottleneck`` is what the pre-processor hands the adapter (unclipped), ``decoded`` the codec's
     reconstruction of it (back through the adapter), ``recon`` the post-processor's output (unclipped;
-    ``decoded`` itself without a post-processor); ``level`` ``(N,)`` the codec's level of each image.
+    ``decoded`` itself without a post-processor); ``level`` ``(N,)`` the codec's level of each image;
+    ``picture_bits`` ``(N, k)`` the bits of each of an image's k codec pictures (k = 1 but for channel groups).
     """
 
     bottleneck: Tensor
@@ -62,10 +63,15 @@ class SandwichOutput:
     recon: Tensor
     bits: Tensor
     level: Tensor
+    picture_bits: Tensor
 
     def bpp(self, source: Tensor) -> Tensor:
         """Bits per source pixel, ``(N,)``."""
         return self.bits / (source.shape[-2] * source.shape[-1])
+
+    def picture_bpp(self, source: Tensor) -> Tensor:
+        """Bits of each codec picture per source pixel, ``(N, k)``."""
+        return self.picture_bits / (source.shape[-2] * source.shape[-1])
 
 
 def picture_levels(level: Tensor, pictures: Tensor) -> Tensor:
@@ -133,10 +139,10 @@ class SandwichModule(L.LightningModule):
     def _pass(self, source: Tensor, level: Tensor, knob: int | None, real: bool, pre: nn.Module, post: nn.Module | None, adapter: Adapter) -> SandwichOutput:
         bottleneck = pre(source, level)
         coded = adapter.to_codec(bottleneck)
-        decoded, bits = self.codec.code_real(coded, knob) if real else self.codec(coded, picture_levels(level, coded))
-        decoded, bits = adapter.from_codec(decoded, bits, bottleneck)
+        decoded, picture_bits = self.codec.code_real(coded, knob) if real else self.codec(coded, picture_levels(level, coded))
+        decoded, bits = adapter.from_codec(decoded, picture_bits, bottleneck)
         recon = decoded if post is None else post(decoded, level)
-        return SandwichOutput(bottleneck, decoded, recon, bits, level)
+        return SandwichOutput(bottleneck, decoded, recon, bits, level, picture_bits.reshape(source.shape[0], -1))
 
     def forward(self, source: Tensor, level: Tensor | None = None) -> SandwichOutput:
         """Proxy pass (differentiable): ``(N, channels, H, W)`` on [0, 1] at codec levels ``(N,)`` (None:
