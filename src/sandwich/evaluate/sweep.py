@@ -5,7 +5,7 @@ over all channels), PSNR-Y (of the BT.601 luma) and MS-SSIM are averaged over im
 (:data:`METRICS`) give the Pareto fronts and BD figures of a report.
 
 A source of more than three channels names its parts (``scenario.parts``, e.g. a stereo pair's ``left``
-and ``right``, RGBA's ``rgb`` and ``alpha``): each part's PSNR is a metric of its own (``psnr-<part>``,
+and ``right``, RGBA's ``rgb`` and ``alpha``): each part's PSNR is a metric of its own (``psnr-part-<part>``,
 :func:`quality_metrics`), and PSNR-Y is that of the mean luma MSE of its three-channel parts. A source coded as several codec
 pictures also has each picture's rate (``bpp-picture-<k>``, summing to ``bpp``).
 """
@@ -75,7 +75,7 @@ def quality_metrics(module: SandwichModule) -> dict[str, str]:
 
 
 def _luma_mse(image: Tensor, recon: Tensor, parts: dict[str, slice], bit_depth: int) -> Tensor:
-    """Luma MSE ``(1,)``: of the whole image, or the mean over the three-channel parts of a multi-part source."""
+    """Luma MSE ``(N,)``: of the whole image, or the mean over the three-channel parts of a multi-part source."""
     colour = [part for part in parts.values() if part.stop - part.start == 3]
     if not colour:
         return luma_mse(image, recon, bit_depth)
