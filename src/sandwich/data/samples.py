@@ -62,14 +62,15 @@ def _skimage(name: str) -> np.ndarray:
     return getattr(skimage.data, name)()
 
 
+def _read(path: Path, mode: str = "RGB") -> np.ndarray:
+    """An image file converted to Pillow ``mode`` (``"RGB"``, ``"RGBA"``) as an array."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert(mode))
+
+
 def _file(package: str, relative: str) -> Callable[[str], np.ndarray]:
     """Loader of ``<package dir>/<relative % name>`` as an array."""
-
-    def load(name: str) -> np.ndarray:
-        with Image.open(_package_dir(package) / (relative % name)) as image:
-            return np.asarray(image.convert("RGB"))
-
-    return load
+    return lambda name: _read(_package_dir(package) / (relative % name))
 
 
 # source -> (loader of one photo by name, the source's photo names)
@@ -126,17 +127,12 @@ def _debian_file(path: Path, package: str) -> Path:
     return path
 
 
-def _rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
-
-
 def _stereo(name: str) -> np.ndarray:
     """A view pair as ``(H, W, 6)`` uint8: left RGB, right RGB."""
     if name == "motorcycle":
         left, right, _ = skimage.data.stereo_motorcycle()
     else:
-        left, right = (_rgb(_debian_file(OPENCV_DATA / file, "opencv-doc")) for file in _OPENCV_PAIRS[name])
+        left, right = (_read(_debian_file(OPENCV_DATA / file, "opencv-doc")) for file in _OPENCV_PAIRS[name])
     return np.concatenate([left, right], axis=2)
 
 
@@ -147,16 +143,14 @@ def oxygen_icons() -> dict[str, Path]:
 
 
 def _oxygen(name: str) -> np.ndarray:
-    with Image.open(_debian_file(OXYGEN_ICONS / f"{name}.png", "oxygen-icon-theme")) as image:
-        return np.asarray(image.convert("RGBA"))
+    return _read(_debian_file(OXYGEN_ICONS / f"{name}.png", "oxygen-icon-theme"), "RGBA")
 
 
 def _wheel_rgba(name: str) -> np.ndarray:
     if name == "skimage_logo":
         return skimage.data.logo()
     file = {"matplotlib_logo": "logo2.png", "minduka_sprite": "Minduka_Present_Blue_Pack.png"}[name]
-    with Image.open(_package_dir("matplotlib") / "mpl-data/sample_data" / file) as image:
-        return np.asarray(image.convert("RGBA"))
+    return _read(_package_dir("matplotlib") / "mpl-data/sample_data" / file, "RGBA")
 
 
 @dataclass(frozen=True)
@@ -175,11 +169,14 @@ class SampleSet:
     val: tuple[str, ...]
     held_out: str
 
-    def names(self, source: str) -> tuple[str, ...]:
-        """The ``source/name`` photos of one source."""
+    def _source(self, source: str) -> tuple[Callable[[str], np.ndarray], tuple[str, ...] | Callable[[], tuple[str, ...]]]:
         if source not in self.sources:
             raise InputError(f"sample set {self.name!r} has no source {source!r}; its sources: {', '.join(self.sources)}")
-        names = self.sources[source][1]
+        return self.sources[source]
+
+    def names(self, source: str) -> tuple[str, ...]:
+        """The ``source/name`` photos of one source."""
+        names = self._source(source)[1]
         return tuple(f"{source}/{n}" for n in (names() if callable(names) else names))
 
     def photos(self, roles: tuple[str, ...]) -> tuple[str, ...]:
@@ -191,9 +188,7 @@ class SampleSet:
         loaded = {}
         for photo in photos:
             source, _, name = photo.partition("/")
-            if source not in self.sources:
-                raise InputError(f"sample photo {photo!r} unknown in set {self.name!r}; sources: {', '.join(self.sources)}")
-            loaded[photo] = np.asarray(self.sources[source][0](name), dtype=np.uint8)
+            loaded[photo] = np.asarray(self._source(source)[0](name), dtype=np.uint8)
         return loaded
 
 

@@ -10,6 +10,7 @@ comments, which a decoder does not need): SOI, DQT, SOF, DHT, SOS, the entropy-c
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image
@@ -22,21 +23,27 @@ SUBSAMPLINGS = ("444", "420", "400")
 _PIL_SUBSAMPLING = {"444": 0, "420": 2}
 
 
-def jpeg_payload_bytes(data: bytes) -> int:
-    """Bytes of a JPEG stream that a decoder needs: all but APPn (0xFFE0-0xFFEF) and COM segments."""
-    skipped = 0
+def _header_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """``(marker, position, length)`` of each header segment of a JPEG stream, from after SOI up to the scan (SOS).
+
+    Raises:
+        InputError: a byte where a marker should be.
+    """
     pos = 2  # after SOI
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:
             raise InputError("jpeg: corrupt stream (marker expected)")
         marker = data[pos + 1]
-        if marker == 0xDA:  # SOS: entropy-coded data follows; no more header segments to skip
-            break
+        if marker == 0xDA:  # SOS: entropy-coded data follows; no more header segments
+            return
         length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-        if 0xE0 <= marker <= 0xEF or marker == 0xFE:
-            skipped += 2 + length
+        yield marker, pos, length
         pos += 2 + length
-    return len(data) - skipped
+
+
+def jpeg_payload_bytes(data: bytes) -> int:
+    """Bytes of a JPEG stream that a decoder needs: all but APPn (0xFFE0-0xFFEF) and COM segments."""
+    return len(data) - sum(2 + length for marker, _, length in _header_segments(data) if 0xE0 <= marker <= 0xEF or marker == 0xFE)
 
 
 class JpegCodec(RealCodec):
@@ -105,12 +112,9 @@ class JpegCodec(RealCodec):
 
 def _components(data: bytes) -> int:
     """The number of colour components in a JPEG stream's frame header (SOF0..SOF2); 0 if none is found."""
-    pos = 2
-    while pos + 4 <= len(data) and data[pos] == 0xFF:
-        marker, length = data[pos + 1], int.from_bytes(data[pos + 2 : pos + 4], "big")
+    for marker, pos, _ in _header_segments(data):
         if marker in (0xC0, 0xC1, 0xC2):
             return data[pos + 9] if pos + 9 < len(data) else 0
-        pos += 2 + length
     return 0
 
 
