@@ -63,6 +63,7 @@ def test_bench_train_writes_step_figures(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["experiment"] == "rgb_jpeg420" and report["batch_size"] == 2 and report["crop"] == 32
     assert report["step_ms"] > report["codec_ms"] > 0 and 0 < report["codec_share"] < 1
+    assert 0 < report["distortion_share"] < 1
     assert report["images_per_s"] == pytest.approx(2 / (report["step_ms"] / 1e3))
     assert "step ms" in result.stdout
 

@@ -120,8 +120,8 @@ def test_lambda_follows_the_level_with_its_exponent():
 
 
 def test_bad_loss_configs_are_refused():
-    with pytest.raises(InputError, match="unknown distortion 'lpips'"):
-        RateDistortionLoss({"lpips": 1.0}, "linear", 1.0)
+    with pytest.raises(InputError, match="unknown distortion 'vmaf'"):
+        RateDistortionLoss({"vmaf": 1.0}, "linear", 1.0)
     with pytest.raises(InputError, match="form"):
         RateDistortionLoss({"mse": 1.0}, "log", 1.0)
     with pytest.raises(InputError, match="lmbda"):

@@ -1,10 +1,12 @@
 """Rate-distortion losses: a weighted mix of per-image distortions plus λ times the rate.
 
-Distortions (:data:`DISTORTIONS`, by name) map a source and its reconstruction, ``(N, C, H, W)`` on
+Distortions (built by name from :data:`DISTORTIONS`) map a source and its reconstruction, ``(N, C, H, W)`` on
 [0, 1] with ``bit_depth``-bit samples, to one differentiable value per image ``(N,)``:
 
 * ``mse``: the MSE in squared ``bit_depth``-bit levels (on an 8-bit source, 0..255 squared);
-* ``msssim``: ``1 - MS-SSIM`` (dimensionless, 0 for a perfect copy).
+* ``msssim``: ``1 - MS-SSIM`` (dimensionless, 0 for a perfect copy);
+* ``lpips`` / ``lpips_vgg``: LPIPS v0.1 on AlexNet / VGG16 features, ``dists``: DISTS
+  (:mod:`sandwich.metrics.perceptual`; dimensionless, 0 for a perfect copy; RGB or gray sources).
 
 The ``loss`` config group (``conf/loss/``) gives the weight of each (``distortion: {mse: 1.0}``) and
 the *form* of the loss per image, with ``D`` the weighted sum and ``bpp`` bits per source pixel:
@@ -12,7 +14,8 @@ the *form* of the loss per image, with ``D`` the weighted sum and ``bpp`` bits p
 * ``linear``: ``D + λ·bpp``. With ``mse`` alone, λ is in squared levels per bpp (the papers' loss;
   raising the rate by 0.1 bpp must buy ``0.1 λ`` of MSE). Weights put other distortions in the same
   units: ``msssim`` weighted by the MSE-to-(1 - MS-SSIM) ratio of the codec's own errors keeps λ's
-  meaning (``conf/loss/msssim.yaml`` says how it was measured);
+  meaning (``conf/loss/msssim.yaml`` says how it was measured); ``lpips`` weighted by ``s`` with
+  ``s·LPIPS ≈ MSE`` on small errors, as the papers scale it (``conf/loss/lpips.yaml``: s and its measurement);
 * ``db``: ``10·log10(D) + λ·bpp``, λ in dB per bpp (with ``mse``: ``-PSNR + λ·bpp`` up to a constant):
   the slope of an RD curve in the PSNR-bpp plane, about the same at every quality. It weighs each
   crop by ``1/D``, so a batch's smooth crops (which no filter improves) own the gradient and a
@@ -37,24 +40,47 @@ from torch import Tensor
 
 from sandwich.errors import InputError
 from sandwich.metrics.ms_ssim import ms_ssim
+from sandwich.metrics.perceptual import dists, lpips, network
 from sandwich.metrics.psnr import mse
 from sandwich.registry import Registry
 
 Distortion = Callable[[Tensor, Tensor, int], Tensor]
-DISTORTIONS: Registry[Tensor] = Registry("distortion")
+DISTORTIONS: Registry[Distortion] = Registry("distortion")
+"""Distortion factories by name: each builds what it needs (a network, once) and returns the :data:`Distortion`."""
 FORMS = ("linear", "db")
 
 
 @DISTORTIONS.register("mse")
-def mse_distortion(source: Tensor, recon: Tensor, bit_depth: int = 8) -> Tensor:
+def mse_distortion() -> Distortion:
     """MSE ``(N,)`` in squared ``bit_depth``-bit levels."""
-    return mse(source, recon, bit_depth)
+    return mse
 
 
 @DISTORTIONS.register("msssim")
-def msssim_distortion(source: Tensor, recon: Tensor, bit_depth: int = 8) -> Tensor:
+def msssim_distortion() -> Distortion:
     """``1 - MS-SSIM`` ``(N,)`` (the bit depth does not matter: MS-SSIM is scale-free)."""
-    return 1 - ms_ssim(source, recon)
+    return lambda source, recon, bit_depth: 1 - ms_ssim(source, recon)
+
+
+@DISTORTIONS.register("lpips")
+def lpips_distortion() -> Distortion:
+    """LPIPS ``(N,)`` on AlexNet features (scale-free); InputError now if the backbone is not installed."""
+    network("lpips-alex")
+    return lambda source, recon, bit_depth: lpips(source, recon, "alex")
+
+
+@DISTORTIONS.register("lpips_vgg")
+def lpips_vgg_distortion() -> Distortion:
+    """LPIPS ``(N,)`` on VGG16 features."""
+    network("lpips-vgg")
+    return lambda source, recon, bit_depth: lpips(source, recon, "vgg")
+
+
+@DISTORTIONS.register("dists")
+def dists_distortion() -> Distortion:
+    """DISTS ``(N,)``."""
+    network("dists")
+    return lambda source, recon, bit_depth: dists(source, recon)
 
 
 class RateDistortionLoss:
@@ -73,7 +99,7 @@ class RateDistortionLoss:
     ) -> None:
         if not distortion:
             raise InputError("loss: distortion needs at least one term, e.g. {mse: 1.0}")
-        self.terms: dict[str, tuple[float, Distortion]] = {name: (float(w), DISTORTIONS.get(name)) for name, w in distortion.items()}
+        self.terms: dict[str, tuple[float, Distortion]] = {name: (float(w), DISTORTIONS.get(name)()) for name, w in distortion.items()}
         if form not in FORMS:
             raise InputError(f"loss: form={form!r} not one of {', '.join(FORMS)}")
         if lmbda <= 0:

@@ -4,10 +4,11 @@ Times full optimiser steps (forward through pre-processor, adapter, proxy codec 
 back, post-processor; backward; Adam) on one batch of the experiment's training data (data loading is not
 timed), and separately each stage's own forward + backward on inputs of the sizes it sees in the step:
 the pre-processor, the adapter (e.g. super-resolution's resampling down and up; nothing for the
-identity), the codec proxy, the post-processor. Their shares of the step say where its time goes (the rest
-is the loss and Adam). Prints a table and writes JSON (``--json PATH``) with ``images_per_s``,
-``source_mpix_per_s``, ``step_ms``, ``<stage>_ms`` and ``<stage>_share`` (0..1) for ``pre``, ``adapter``,
-``codec``, ``post``, and ``peak_rss_mib`` (the process's peak resident memory, CPU).
+identity), the codec proxy, the post-processor, and the distortion terms of the loss (a perceptual loss's
+network: ``loss=lpips`` runs AlexNet on both images and back). Their shares of the step say where its
+time goes (the rest is the rate term and Adam). Prints a table and writes JSON (``--json PATH``) with
+``images_per_s``, ``source_mpix_per_s``, ``step_ms``, ``<stage>_ms`` and ``<stage>_share`` (0..1) for ``pre``,
+``adapter``, ``codec``, ``post``, ``distortion``, and ``peak_rss_mib`` (the process's peak resident memory, CPU).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def measure(config: dict, repeats: int = 5) -> dict:
         "adapter": backward_of(lambda b, d: module.adapter.from_codec(d, out.bits, b)[0] + module.adapter.to_codec(b).mean(), out.bottleneck, coded),
         "codec": backward_of(lambda c: module.codec(c, out.level), coded),
         "post": backward_of(lambda d: module.post(d, out.level) if module.post is not None else d, out.decoded),
+        "distortion": backward_of(lambda r: tuple(module.loss.distortions(x, r).values()), out.recon),
     }
     step_s = median_seconds(step, repeats=repeats, warmup=2)
     report = {
@@ -96,6 +98,7 @@ def run(args: argparse.Namespace) -> None:
         [("experiment", "experiment", "s"), ("net", "net", "s"), ("batch_size", "batch", "d"), ("crop", "crop", "d"),
          ("images_per_s", "images/s", ".1f"), ("source_mpix_per_s", "MPix/s", ".3f"), ("step_ms", "step ms", ".1f"),
          ("pre_share", "pre", ".2f"), ("adapter_share", "adapter", ".2f"), ("codec_share", "codec", ".2f"), ("post_share", "post", ".2f"),
+         ("distortion_share", "distortion", ".2f"),
          ("peak_rss_mib", "peak RSS MiB", ".0f")],
     )
     write_json(args.json, report)

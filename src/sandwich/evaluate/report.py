@@ -21,6 +21,8 @@ _METRIC_LABELS = {
     "ms-ssim-rgb": "MS-SSIM, RGB (0–1, higher is better)",
     "ms-ssim-db": "MS-SSIM (dB, −10·log10(1 − MS-SSIM))",
     "lpips": "LPIPS (lower is better)",
+    "lpips-db": "LPIPS (dB, −10·log10 LPIPS)",
+    "dists-db": "DISTS (dB, −10·log10 DISTS)",
 }
 """Y-axis labels with units for the CompressAI metric keys; other keys are shown as given."""
 

@@ -8,6 +8,11 @@ A source of more than three channels names its parts (``scenario.parts``, e.g. a
 and ``right``, RGBA's ``rgb`` and ``alpha``): each part's PSNR is a metric of its own (``psnr-part-<part>``,
 :func:`quality_metrics`), and PSNR-Y is that of the mean luma MSE of its three-channel parts. A source coded as several codec
 pictures also has each picture's rate (``bpp-picture-<k>``, summing to ``bpp``).
+
+A model whose config names ``perceptual_metrics`` (``lpips``: LPIPS-AlexNet, ``dists``: DISTS; see
+:mod:`sandwich.metrics.perceptual`) is also measured in those, per image on the whole image: the raw
+distance (``"lpips"``, lower is better) and, as a quality metric with fronts and BD figures, the rising
+``-10 log10(distance)`` (``"lpips-db"``): a BD-rate "at equal LPIPS" is the rate saved at equal values of it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from torch import Tensor
 from tqdm import tqdm
 
 from sandwich.evaluate.bd import pareto_front
+from sandwich.errors import InputError
 from sandwich.metrics.ms_ssim import ms_ssim, ms_ssim_db
+from sandwich.metrics.perceptual import PERCEPTUAL_METRICS, distance_db
 from sandwich.metrics.psnr import luma_mse, mse, psnr
 from sandwich.sample_format import to_array
 from sandwich.scenarios.base import Baseline, SandwichModule
@@ -48,11 +55,14 @@ class RdPoint:
     examples: list[tuple[np.ndarray, np.ndarray]] = field(repr=False, default_factory=list)
     parts: dict[str, float] = field(default_factory=dict)
     picture_bpp: list[float] = field(default_factory=list)
+    perceptual: dict[str, float] = field(default_factory=dict)
 
     def value(self, metric: str) -> float:
         """The point's quality in ``metric`` (a key of :func:`quality_metrics`)."""
         if metric == "ms-ssim-db":
             return float(ms_ssim_db(self.ms_ssim))
+        if metric.endswith(DB_SUFFIX) and metric.removesuffix(DB_SUFFIX) in PERCEPTUAL_METRICS:
+            return distance_db(self.perceptual.get(metric.removesuffix(DB_SUFFIX), float("nan")))
         if metric.startswith(PART_PREFIX):
             return self.parts.get(metric.removeprefix(PART_PREFIX), float("nan"))
         return {"psnr-rgb": self.psnr, "psnr-y": self.psnr_y}[metric]
@@ -60,6 +70,8 @@ class RdPoint:
 
 PART_PREFIX = "psnr-part-"
 """Results key prefix of a part's PSNR (``psnr-part-left``)."""
+DB_SUFFIX = "-db"
+"""Results key suffix of a perceptual distance on its rising dB scale (``lpips-db``)."""
 PICTURE_PREFIX = "bpp-picture-"
 """Results key prefix of the rate of a source's k-th codec picture when it has several (``bpp-picture-0``); they sum to ``bpp``."""
 
@@ -69,9 +81,22 @@ def channel_parts(module: SandwichModule) -> dict[str, slice]:
     return {name: slice(int(start), int(stop)) for name, (start, stop) in (module.config["scenario"].get("parts") or {}).items()}
 
 
+def perceptual_metrics(module: SandwichModule) -> tuple[str, ...]:
+    """The perceptual distances the model's config asks evaluation for (``perceptual_metrics``; none in configs before it)."""
+    names = tuple(module.config.get("perceptual_metrics") or ())
+    for name in names:
+        if name not in PERCEPTUAL_METRICS:
+            raise InputError(f"perceptual_metrics: {name!r} not one of {', '.join(PERCEPTUAL_METRICS.names())}")
+    return names
+
+
 def quality_metrics(module: SandwichModule) -> dict[str, str]:
-    """:data:`METRICS` plus each channel part's PSNR, by results key -> how a report names it."""
-    return METRICS | {f"{PART_PREFIX}{name}": f"PSNR {name}" for name in channel_parts(module)}
+    """:data:`METRICS` plus each channel part's PSNR and each perceptual distance in dB, by results key -> how a report names it."""
+    return (
+        METRICS
+        | {f"{PART_PREFIX}{name}": f"PSNR {name}" for name in channel_parts(module)}
+        | {f"{name}{DB_SUFFIX}": f"{name.upper()} (dB)" for name in perceptual_metrics(module)}
+    )
 
 
 def _luma_mse(image: Tensor, recon: Tensor, parts: dict[str, slice], bit_depth: int) -> Tensor:
@@ -98,9 +123,11 @@ def sweep(
     how many of the first images keep their bottleneck and output as examples.
     """
     points, parts, depth = [], channel_parts(module), module.bit_depth
+    distances = {name: PERCEPTUAL_METRICS.get(name) for name in perceptual_metrics(module)}
     for knob in knobs:
         bpp, psnr_db, psnr_y, ssim, examples, pictures = [], [], [], [], [], []
         part_psnr: dict[str, list[float]] = {name: [] for name in parts}
+        perceptual: dict[str, list[float]] = {name: [] for name in distances}
         for i, image in enumerate(images):
             out = module.code_real(image, knob, baseline)
             recon = out.recon.clamp(0, 1)
@@ -111,13 +138,19 @@ def sweep(
             ssim.append(float(ms_ssim(image, recon)[0]))
             for name, part in parts.items():
                 part_psnr[name].append(float(psnr(mse(image[:, part], recon[:, part], depth), depth)[0]))
+            for name, distance in distances.items():
+                perceptual[name].append(float(distance(image, recon)[0]))
             if i < keep:
                 examples.append((to_array(out.bottleneck[0].clamp(0, 1)), to_array(recon[0])))
             if progress is not None:
                 progress.update()
         means = {name: float(np.mean(values)) for name, values in part_psnr.items()}
         picture_bpp = np.mean(pictures, axis=0).tolist() if len(pictures[0]) > 1 else []
-        points.append(RdPoint(variant, knob, float(np.mean(bpp)), float(np.mean(psnr_db)), float(np.mean(psnr_y)), float(np.mean(ssim)), bpp, examples, means, picture_bpp))
+        distance_means = {name: float(np.mean(values)) for name, values in perceptual.items()}
+        points.append(RdPoint(
+            variant, knob, float(np.mean(bpp)), float(np.mean(psnr_db)), float(np.mean(psnr_y)), float(np.mean(ssim)), bpp, examples, means, picture_bpp,
+            distance_means,
+        ))
     return points
 
 
@@ -144,10 +177,12 @@ def from_results(results: dict[str, list], knob: str, variant: str) -> list[RdPo
     ssim = results.get("ms-ssim-rgb", results.get("ms-ssim", missing))
     parts = {key.removeprefix(PART_PREFIX): values for key, values in results.items() if key.startswith(PART_PREFIX)}
     pictures = [results[f"{PICTURE_PREFIX}{k}"] for k in range(sum(key.startswith(PICTURE_PREFIX) for key in results))]
+    distances = {name: results[name] for name in PERCEPTUAL_METRICS if name in results}
     return [
         RdPoint(
             variant, int(k), float(b), float(p), float(y), float(m), [],
             parts={name: float(values[i]) for name, values in parts.items()}, picture_bpp=[float(values[i]) for values in pictures],
+            perceptual={name: float(values[i]) for name, values in distances.items()},
         )
         for i, (k, b, p, m, y) in enumerate(zip(knobs, results["bpp"], results["psnr-rgb"], ssim, results.get("psnr-y", missing), strict=True))
     ]
@@ -168,5 +203,8 @@ def results(points: list[RdPoint], knob: str = "quality") -> dict[str, list]:
         "ms-ssim-rgb": [p.ms_ssim for p in points],
         "ms-ssim-db": [p.value("ms-ssim-db") for p in points],
     } | {f"{PART_PREFIX}{name}": [p.parts[name] for p in points] for name in (points[0].parts if points else {})} | {
+        key: [p.perceptual[name] if key == name else p.value(key) for p in points]
+        for name in (points[0].perceptual if points else {}) for key in (name, f"{name}{DB_SUFFIX}")
+    } | {
         f"{PICTURE_PREFIX}{k}": [p.picture_bpp[k] for p in points] for k in range(len(points[0].picture_bpp) if points else 0)
     }
