@@ -239,3 +239,24 @@ def test_bench_train_times_the_lpips_network(tmp_path):
     report = __import__("json").loads(out.read_text())
     assert report["experiment"] == "lpips_jpeg" and 0 < report["distortion_ms"] < report["step_ms"]
     assert "distortion" in done.stdout
+
+
+@needs_weights
+def test_a_compared_model_is_measured_in_the_reports_perceptual_metrics(tmp_path):
+    """A model without perceptual metrics of its own, swept for a perceptual report, gets the report's: its
+    curve has LPIPS values (the codec's own LPIPS at each quality, for identity networks) and BD figures can be taken."""
+    from sandwich.config import compose
+    from sandwich.evaluate.sweep import quality_metrics, results, sweep
+    from sandwich.scenarios.registry import create_module
+
+    module = create_module(compose(["experiment=rgb_jpeg420", "net=none", f"out_dir={tmp_path}"])).eval()
+    assert "lpips-db" not in quality_metrics(module)
+    image = load_photo("sporco/monarch")[:64, :96]
+    points = sweep(module, [tensor(image)], [20, 40, 60, 80], "mse model", perceptual=("lpips",))
+    curve = results(points)
+    for quality, value in zip([20, 40, 60, 80], curve["lpips"], strict=True):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, "JPEG", quality=quality, subsampling=2)
+        with torch.no_grad():
+            assert value == pytest.approx(float(lpips(tensor(image), tensor(np.asarray(Image.open(buffer))))[0]), rel=1e-5)
+    assert curve["lpips-db"] == pytest.approx([-10 * np.log10(v) for v in curve["lpips"]])

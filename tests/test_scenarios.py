@@ -19,6 +19,7 @@ from sandwich.codecs.real.registry import create_codec
 from sandwich.config import compose, group_options
 from sandwich.data.samples import OPENCV_DATA, OXYGEN_ICONS
 from sandwich.evaluate.checkpoint import load_module
+from sandwich.metrics.backbones import BACKBONES
 from sandwich.metrics.psnr import mse
 from sandwich.sample_format import to_array, to_tensor
 from sandwich.scenarios.registry import create_module
@@ -42,6 +43,8 @@ REAL_CODEC |= {f"{e}{v}": c for e, c in (("sr2_jpeg", "jpeg"), ("sr4_jpeg", "jpe
 REAL_CODEC |= {"stereo_jpeg": "jpeg", "rgba_jpeg": "jpeg"}
 CROPS = {"sr4_jpeg": ["data.crop=64", "data.val_crop=64"], "sr4_jpeg_postonly": ["data.crop=64", "data.val_crop=64"]}  # the codec's 16-pixel block at 1/4
 DEBIAN_DATA = {"stereo_jpeg": OPENCV_DATA, "rgba_jpeg": OXYGEN_ICONS}  # their embedded sample sets come from Debian packages (make debian-data)
+REAL_CODEC |= {"lpips_jpeg": "jpeg", "lpips_jpeg_preonly": "jpeg", "lpips_hevc": "hevc", "msssim_jpeg": "jpeg"}
+ALEXNET = BACKBONES["alexnet"]  # the lpips_* experiments' loss runs it (sandwich weights lpips installs it)
 
 
 @pytest.mark.parametrize("experiment", group_options("experiment"))
@@ -51,6 +54,8 @@ def test_fast_dev_run_every_experiment(tmp_path, experiment):
     module whose real codec is the one the experiment names."""
     if experiment in DEBIAN_DATA and not DEBIAN_DATA[experiment].is_dir():
         pytest.skip(f"{experiment} trains on {DEBIAN_DATA[experiment]} (make debian-data)")
+    if experiment.startswith("lpips") and not (ALEXNET.official_path().is_file() or ALEXNET.converted_path().is_file()):
+        pytest.skip(f"{experiment} trains on LPIPS, whose ImageNet backbone is not installed (sandwich weights lpips)")
     config = tiny_config(tmp_path, experiment, "+trainer.fast_dev_run=true", *CROPS.get(experiment, []))
     torch.manual_seed(config["seed"])
     initial = {k: v.clone() for k, v in create_module(config).state_dict().items()}

@@ -38,7 +38,7 @@ from sandwich.data.samples import sample_set
 from sandwich.evaluate.bd import bd_metrics, psnr_gap_range
 from sandwich.evaluate.checkpoint import load_module
 from sandwich.evaluate.report import plot_rd, results_entry, save_examples, write_index_html
-from sandwich.evaluate.sweep import RdPoint, channel_parts, curve, front, quality_metrics, results, sweep
+from sandwich.evaluate.sweep import RdPoint, channel_parts, curve, front, perceptual_metrics, quality_metrics, results, sweep
 from sandwich.errors import InputError
 from sandwich.files import staged_folder
 from sandwich.sample_format import to_tensor
@@ -190,7 +190,10 @@ def evaluate(
     with tqdm(total=total, desc=f"eval (real {codec.real.name})", unit="code") as progress:
         sandwich = sweep(module, tensors, knobs, "sandwich", None, keep, progress)
         swept = sweep_baselines(module, tensors, knobs, keep, progress)
-        swept |= {name: sweep(other, tensors, knobs, name, None, keep, progress) for name, other in zip(compared, compare, strict=True)}
+        swept |= {
+            name: sweep(other, tensors, knobs, name, None, keep, progress, perceptual_metrics(module))
+            for name, other in zip(compared, compare, strict=True)
+        }
     fronts = {name: front(points) for name, points in swept.items()}
     experiment, described = module.config["name"], codec.describe()
     report = results_entry(f"sandwich-{experiment}", f"{experiment}: trained sandwich around real {described}, {codec.knob} sweep {knobs}", results(sandwich, codec.knob))

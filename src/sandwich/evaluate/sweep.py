@@ -116,14 +116,16 @@ def sweep(
     baseline: Baseline | None = None,
     keep: int = 0,
     progress: tqdm | None = None,
+    perceptual: Sequence[str] | None = None,
 ) -> list[RdPoint]:
     """Code every ``(1, C, H, W)`` image on [0, 1] at each knob value; one averaged :class:`RdPoint` each.
 
     ``baseline`` swaps in a baseline variant's (pre, post, adapter) (:meth:`SandwichModule.code_real`); ``keep``:
-    how many of the first images keep their bottleneck and output as examples.
+    how many of the first images keep their bottleneck and output as examples; ``perceptual``: the perceptual
+    distances to measure (default: the module's, :func:`perceptual_metrics`; a compared model gets the report's).
     """
     points, parts, depth = [], channel_parts(module), module.bit_depth
-    distances = {name: PERCEPTUAL_METRICS.get(name) for name in perceptual_metrics(module)}
+    distances = {name: PERCEPTUAL_METRICS.get(name) for name in (perceptual_metrics(module) if perceptual is None else perceptual)}
     for knob in knobs:
         bpp, psnr_db, psnr_y, ssim, examples, pictures = [], [], [], [], [], []
         part_psnr: dict[str, list[float]] = {name: [] for name in parts}
