@@ -129,7 +129,7 @@ def sweep(
     for knob in knobs:
         bpp, psnr_db, psnr_y, ssim, examples, pictures = [], [], [], [], [], []
         part_psnr: dict[str, list[float]] = {name: [] for name in parts}
-        perceptual: dict[str, list[float]] = {name: [] for name in distances}
+        distance_values: dict[str, list[float]] = {name: [] for name in distances}
         for i, image in enumerate(images):
             out = module.code_real(image, knob, baseline)
             recon = out.recon.clamp(0, 1)
@@ -141,14 +141,14 @@ def sweep(
             for name, part in parts.items():
                 part_psnr[name].append(float(psnr(mse(image[:, part], recon[:, part], depth), depth)[0]))
             for name, distance in distances.items():
-                perceptual[name].append(float(distance(image, recon)[0]))
+                distance_values[name].append(float(distance(image, recon)[0]))
             if i < keep:
                 examples.append((to_array(out.bottleneck[0].clamp(0, 1)), to_array(recon[0])))
             if progress is not None:
                 progress.update()
         means = {name: float(np.mean(values)) for name, values in part_psnr.items()}
         picture_bpp = np.mean(pictures, axis=0).tolist() if len(pictures[0]) > 1 else []
-        distance_means = {name: float(np.mean(values)) for name, values in perceptual.items()}
+        distance_means = {name: float(np.mean(values)) for name, values in distance_values.items()}
         points.append(RdPoint(
             variant, knob, float(np.mean(bpp)), float(np.mean(psnr_db)), float(np.mean(psnr_y)), float(np.mean(ssim)), bpp, examples, means, picture_bpp,
             distance_means,
