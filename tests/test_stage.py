@@ -136,17 +136,18 @@ def test_msssim_distortion_is_differentiable_and_its_descent_raises_ms_ssim():
     x = to_tensor(load_photo("skimage/astronaut")[:256, :256])[None]
     torch.manual_seed(0)
     noisy = torch.cat([x + 0.02 * torch.randn_like(x), x + 0.08 * torch.randn_like(x)]).clamp(0, 1)
-    d = msssim_distortion(x.expand(2, -1, -1, -1), noisy)
-    assert d.shape == (2,) and float(msssim_distortion(x, x)[0]) < 1e-6 and 0 < d[0] < d[1]
+    distortion = msssim_distortion()
+    d = distortion(x.expand(2, -1, -1, -1), noisy, 8)
+    assert d.shape == (2,) and float(distortion(x, x, 8)[0]) < 1e-6 and 0 < d[0] < d[1]
     reference = MultiScaleStructuralSimilarityIndexMeasure(data_range=1.0)(noisy[1:], x)
     assert float(1 - d[1]) == pytest.approx(float(reference), abs=1e-4)
     recon = noisy[1:].clone().requires_grad_(True)
     optimiser = torch.optim.Adam([recon], lr=0.01)
     for _ in range(20):
         optimiser.zero_grad()
-        msssim_distortion(x, recon).sum().backward()
+        distortion(x, recon, 8).sum().backward()
         optimiser.step()
-    assert float(msssim_distortion(x, recon.detach())[0]) < 0.7 * float(d[1])
+    assert float(distortion(x, recon.detach(), 8)[0]) < 0.7 * float(d[1])
 
 
 def test_the_real_codec_writes_the_rounded_learned_steps():
