@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_DATA := opencv-doc oxygen-icon-theme   # the stereo and rgba sample sets (src/sandwich/data/samples.py)
+DEBIAN_DATA := opencv-doc oxygen-icon-theme blender-data   # the stereo, rgba and hdr sample sets (src/sandwich/data/samples.py)
 
 .PHONY: setup demo test bench debian-data
 

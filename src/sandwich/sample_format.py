@@ -5,7 +5,8 @@
 * **Tensors** are what networks and the proxy see: ``(C, H, W)`` float32 on the [0, 1] scale, the sample
   divided by the peak ``2**d - 1`` (with ``normalise=False``, the integer value itself as a float).
 
-A tensor goes back to an array rounded half up and clipped, the way the real encoders are fed. Metrics
+A tensor goes back to an array rounded half up and clipped, the way the real encoders are fed. An array
+changes bit depth only downwards, rounded (:func:`requantize`). Metrics
 on the integer scale (:mod:`sandwich.metrics.psnr`) take the peak from :func:`peak`; nothing else in the
 package divides by 255.
 """
@@ -44,13 +45,42 @@ def to_tensor(array: np.ndarray, bit_depth: int = 8, normalise: bool = True) -> 
         >>> to_tensor(np.array([[0, 255]], dtype=np.uint8)).tolist()
         [[[0.0, 1.0]]]
     """
+    _check_samples(array, bit_depth)
+    planes = array[..., None] if array.ndim == 2 else array
+    tensor = torch.from_numpy(np.ascontiguousarray(planes.transpose(2, 0, 1)).astype(np.float32))
+    return tensor / peak(bit_depth) if normalise else tensor
+
+
+def requantize(array: np.ndarray, from_bits: int, to_bits: int) -> np.ndarray:
+    """``from_bits``-bit samples -> ``to_bits``-bit samples (``to_bits <= from_bits``, both 8..16), any shape:
+    ``v * (2**to_bits - 1) / (2**from_bits - 1)`` rounded half up, in integer arithmetic (exact; the
+    denominator is odd, so no value falls on a tie). Equal depths return ``array`` itself.
+
+    A 16-bit file (PNG, TIFF; ffmpeg's ``rgb48``, cameras) holds full-range 16-bit samples, so a ``d``-bit
+    source read from one is ``requantize(samples, 16, d)``.
+
+    Raises:
+        InputError: ``to_bits > from_bits``, or ``array`` is not ``from_bits``-bit samples.
+
+    Example:
+        >>> requantize(np.array([0, 32767, 32768, 65535], dtype=np.uint16), 16, 8).tolist()
+        [0, 127, 128, 255]
+    """
+    if to_bits > from_bits:
+        raise InputError(f"scaling {from_bits}-bit samples up to {to_bits} bits is not high-bit-depth data")
+    _check_samples(array, from_bits)
+    if to_bits == from_bits:
+        return array
+    top = peak(from_bits)
+    return ((array.astype(np.uint64) * peak(to_bits) + top // 2) // top).astype(dtype_for(to_bits))
+
+
+def _check_samples(array: np.ndarray, bit_depth: int) -> None:
+    """InputError unless ``array`` has the dtype of ``bit_depth`` and no value above its peak."""
     if array.dtype != dtype_for(bit_depth):
         raise InputError(f"expected {np.dtype(dtype_for(bit_depth)).name} samples for bit depth {bit_depth}, got {array.dtype}")
     if bit_depth not in (8, 16) and array.size and int(array.max()) > peak(bit_depth):
         raise InputError(f"sample value {int(array.max())} does not fit in {bit_depth} bits")
-    planes = array[..., None] if array.ndim == 2 else array
-    tensor = torch.from_numpy(np.ascontiguousarray(planes.transpose(2, 0, 1)).astype(np.float32))
-    return tensor / peak(bit_depth) if normalise else tensor
 
 
 def to_array(tensor: Tensor, bit_depth: int = 8) -> np.ndarray:

@@ -32,7 +32,6 @@ from sandwich.bench.timing import print_table
 from sandwich.bench.train import measure
 from sandwich.config import compose
 from sandwich.data.datamodule import ShardDataModule
-from sandwich.data.shards import decode_sample
 from sandwich.errors import InputError
 from sandwich.files import write_json
 from sandwich.sample_format import to_tensor
@@ -68,7 +67,7 @@ def in_memory_batches(images: list[torch.Tensor], batch_size: int, crop: int, se
 def train_images(data: ShardDataModule, crop: int) -> list[torch.Tensor]:
     """Every train image of ``data``'s shards decoded, as ``(C, H, W)`` float tensors (those under ``crop`` dropped)."""
     urls = [str(data.shard_dir / name) for name in data.index["train"]["shards"]]
-    images = [to_tensor(decode_sample(s)) for s in wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples())]
+    images = [to_tensor(data.decode(s), data.bit_depth) for s in wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples())]
     return [image for image in images if min(image.shape[-2:]) >= crop]
 
 

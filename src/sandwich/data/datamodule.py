@@ -1,15 +1,18 @@
 """Training and validation batches streamed from WebDataset shards.
 
-Values: every tensor is float32 in [0, 1] (the 8-bit value divided by 255; the bit depth is 8), with
+Values: every tensor is float32 in [0, 1] (the ``bit_depth``-bit value d divided by ``2**d - 1``), with
 the ``channels`` C of the shards (3: RGB; 4: RGBA; 6: a stereo pair, ...; checked against the index).
+Shards hold samples of their own bit depth (the index's ``bit_depth``: 8, or 9..16 for a high-bit-depth
+source); a module of fewer bits rounds them down to its own (:func:`sandwich.sample_format.requantize`),
+one of more bits is refused (more bits cannot be made up).
 
 * train: ``(batch_size, C, crop, crop)`` random crops with random flips and transposes, drawn from an
   endless stream that resamples train shards with replacement and mixes samples in a shuffle buffer.
   With ``colour_augment`` each crop also gets a random order of its RGB channels and a random
-  saturation gain (chroma scaled by ``2**U(-1, 1)`` about the luma, clipped; the same for every RGB
+  saturation gain (8-bit only; chroma scaled by ``2**U(-1, 1)`` about the luma, clipped; the same for every RGB
   triple of an N-channel crop, e.g. both views of a stereo pair, other channels untouched): a handful of training
   photos then spans hues and saturations that users' photos have and the training photos lack.
-  With ``defocus_augment = p`` a crop is, with probability ``p``, blurred by a Gaussian of ``sigma``
+  With ``defocus_augment = p`` (8-bit only) a crop is, with probability ``p``, blurred by a Gaussian of ``sigma``
   drawn log-uniformly from [1, 4] pixels (:func:`sandwich.data.images.defocus`): the smooth gradients
   and defocused backgrounds of shallow-depth-of-field photos, which sharp training photos lack (a
   post-filter trained on sharp photos only lost 0.25 dB on SPORCO's kodim23 at JPEG q20; with blurred
@@ -54,9 +57,9 @@ import torch
 import webdataset as wds
 
 from sandwich.data.images import centre_crop, defocus
-from sandwich.data.shards import decode_sample, ensure_sample_shards, index_channels, read_index
+from sandwich.data.shards import decode_sample, ensure_sample_shards, index_bit_depth, index_channels, read_index
 from sandwich.errors import InputError
-from sandwich.sample_format import to_tensor
+from sandwich.sample_format import peak, requantize, to_tensor
 
 
 class ShardDataModule(lightning.LightningDataModule):
@@ -67,6 +70,8 @@ class ShardDataModule(lightning.LightningDataModule):
             sample set ``samples`` (:func:`sandwich.data.shards.ensure_sample_shards`).
         samples: the embedded sample set when ``shards`` is None (:data:`sandwich.data.samples.SAMPLE_SETS`).
         channels: channels per sample the model takes; the shards must hold as many.
+        bit_depth: bits per sample the model takes, 8..16 (``scenario.bit_depth``); the shards must hold
+            at least as many (more are rounded down to ``bit_depth``).
         crop: side of the square train crops, pixels.
         batch_size: train crops per batch.
         num_workers: dataloader worker processes (0: load in the training process).
@@ -75,8 +80,8 @@ class ShardDataModule(lightning.LightningDataModule):
         seed: seed of shard sampling, shuffling, crops and flips.
         shuffle_buffer: samples mixed in the train shuffle buffer.
         crops_per_image: random crops cut from each decoded image.
-        colour_augment: random channel order and saturation per train crop (module doc).
-        defocus_augment: probability that a train crop is blurred (module doc), 0..1.
+        colour_augment: random channel order and saturation per train crop (module doc; 8-bit only).
+        defocus_augment: probability that a train crop is blurred (module doc), 0..1 (8-bit only).
 
     Example:
         >>> data = ShardDataModule(crop=64, batch_size=4, batches_per_epoch=2)
@@ -100,10 +105,13 @@ class ShardDataModule(lightning.LightningDataModule):
         defocus_augment: float = 0.0,
         samples: str = "color",
         channels: int = 3,
+        bit_depth: int = 8,
     ) -> None:
         super().__init__()
         if not 0 <= defocus_augment <= 1:
             raise InputError(f"defocus_augment must be a probability 0..1, got {defocus_augment}")
+        if peak(bit_depth) > 255 and (colour_augment or defocus_augment):
+            raise InputError(f"colour_augment and defocus_augment work on 8-bit samples; turn them off for bit depth {bit_depth}")
         for name, value, low in (
             ("crop", crop, 1),
             ("batch_size", batch_size, 1),
@@ -116,7 +124,8 @@ class ShardDataModule(lightning.LightningDataModule):
             if value < low:
                 raise InputError(f"{name} must be >= {low}, got {value}")
         self.shards = shards
-        self.samples, self.channels = samples, channels
+        self.samples, self.channels, self.bit_depth = samples, channels, bit_depth
+        self.shard_bit_depth = bit_depth  # the shards' bit depth, read from their index in setup()
         self.crop = crop
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -134,8 +143,9 @@ class ShardDataModule(lightning.LightningDataModule):
     @classmethod
     def from_config(cls, config: dict, **overrides: object) -> "ShardDataModule":
         """The data of a resolved run configuration: ``config["data"]`` (with ``overrides``), the run's
-        ``seed`` and the scenario's ``channels``."""
-        return cls(**config["data"] | overrides, seed=config["seed"], channels=config["scenario"]["channels"])
+        ``seed`` and the scenario's ``channels`` and ``bit_depth``."""
+        scenario = config["scenario"]
+        return cls(**config["data"] | overrides, seed=config["seed"], channels=scenario["channels"], bit_depth=scenario["bit_depth"])
 
     @property
     def skipped_samples(self) -> int:
@@ -149,12 +159,26 @@ class ShardDataModule(lightning.LightningDataModule):
         the whole dataset on every rank at every start); ``read_index(dir)`` verifies them.
 
         Raises:
-            InputError: the shards hold another number of channels than ``channels``.
+            InputError: the shards hold another number of channels than ``channels``, or fewer bits than ``bit_depth``.
         """
         self.shard_dir = Path(self.shards) if self.shards is not None else ensure_sample_shards(samples=self.samples)
         self.index = read_index(self.shard_dir, verify=False)
         if (found := index_channels(self.index)) != self.channels:
             raise InputError(f"{self.shard_dir}: samples have {found} channels, the model takes {self.channels} (scenario.channels)")
+        self.shard_bit_depth = index_bit_depth(self.index)
+        if self.shard_bit_depth < self.bit_depth:
+            raise InputError(
+                f"{self.shard_dir}: samples have {self.shard_bit_depth} bits, fewer than the model's {self.bit_depth} (scenario.bit_depth); "
+                f"pack {self.bit_depth}-bit sources with `sandwich shards --bit-depth {self.bit_depth}`"
+            )
+
+    def decode(self, sample: dict) -> np.ndarray:
+        """A sample of the shards -> its image ``(H, W, C)`` at the module's ``bit_depth`` (after :meth:`setup`).
+
+        Raises:
+            KeyError, ValueError: a corrupt sample (:func:`sandwich.data.shards.decode_sample`).
+        """
+        return _decode(sample, (self.shard_bit_depth, self.bit_depth))
 
     def train_dataloader(self) -> wds.WebLoader:
         """Endless seeded random crops, cut to ``batches_per_epoch`` batches of ``(batch_size, C, crop, crop)``."""
@@ -162,7 +186,10 @@ class ShardDataModule(lightning.LightningDataModule):
         dataset = wds.DataPipeline(
             _EpochShards(self._urls("train"), self.seed, epoch),
             wds.tarfile_to_samples(),
-            _RandomCrops(self.crop, self.shuffle_buffer, self.seed, epoch, self.skipped, self.crops_per_image, self.colour_augment, self.defocus_augment),
+            _RandomCrops(
+                self.crop, self.shuffle_buffer, self.seed, epoch, self.skipped, self.crops_per_image, self.colour_augment, self.defocus_augment,
+                (self.shard_bit_depth, self.bit_depth),
+            ),
             wds.batched(self.batch_size, collation_fn=torch.stack, partial=False),
         )
         loader = _PositionedLoader(self._position, epoch, dataset, batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
@@ -186,7 +213,7 @@ class ShardDataModule(lightning.LightningDataModule):
             wds.SimpleShardList(urls),
             wds.split_by_worker,
             wds.tarfile_to_samples(),
-            wds.map(functools.partial(_val_sample, size=self.val_crop)),
+            wds.map(functools.partial(_val_sample, size=self.val_crop, bit_depths=(self.shard_bit_depth, self.bit_depth))),
         )
         return wds.WebLoader(dataset, batch_size=None, num_workers=self.num_workers)
 
@@ -229,7 +256,7 @@ class _PositionedLoader(wds.WebLoader):
 class _RandomCrops:
     """Pipeline stage: samples -> shuffle buffer -> ``(C, crop, crop)`` float32 [0, 1] random crops, random
     flips and transposes (and with ``colour_augment`` random channel order and saturation, with
-    ``defocus_augment`` a random blur).
+    ``defocus_augment`` a random blur). ``bit_depths``: (the shards', the crops') bits per sample.
 
     Each decoded image gives ``crops_per_image`` crops (decoding a PNG costs more than a training step's
     share of it on small datasets); the crops pass through a second shuffle buffer so that a batch mixes
@@ -248,8 +275,10 @@ class _RandomCrops:
         crops_per_image: int = 1,
         colour_augment: bool = False,
         defocus_augment: float = 0.0,
+        bit_depths: tuple[int, int] = (8, 8),
     ) -> None:
         self.crop = crop
+        self.bit_depths = bit_depths
         self.colour_augment = colour_augment
         self.defocus_augment = defocus_augment
         self.buffer = buffer
@@ -268,7 +297,7 @@ class _RandomCrops:
     def _crops(self, samples: Iterator[dict], rng: random.Random) -> Iterator[torch.Tensor]:
         for sample in samples:
             try:
-                image = _pad_to(decode_sample(sample), self.crop)
+                image = _pad_to(_decode(sample, self.bit_depths), self.crop)
             except (KeyError, OSError, SyntaxError, ValueError) as exc:  # a corrupt or missing image: skip, count, say so
                 with self.skipped.get_lock():
                     self.skipped.value += 1
@@ -288,7 +317,7 @@ class _RandomCrops:
                     patch = recolour_triples(patch, rng.sample(range(3), 3), 2 ** rng.uniform(-1, 1))
                 if self.defocus_augment and rng.random() < self.defocus_augment:
                     patch = defocus(patch, 2 ** rng.uniform(0, 2))
-                yield to_tensor(patch)
+                yield to_tensor(patch, self.bit_depths[1])
 
 
 def recolour(rgb: np.ndarray, order: list[int], saturation: float) -> np.ndarray:
@@ -316,6 +345,11 @@ def _pad_to(image: np.ndarray, size: int) -> np.ndarray:
     return np.pad(image, ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)), mode="reflect")
 
 
-def _val_sample(sample: dict, size: int) -> torch.Tensor:
-    """A shard sample -> ``(1, C, min(size, H), min(size, W))`` float32 [0, 1] centre crop."""
-    return to_tensor(centre_crop(decode_sample(sample), size))[None]
+def _decode(sample: dict, bit_depths: tuple[int, int]) -> np.ndarray:
+    """A sample of shards of ``bit_depths[0]`` bits -> ``(H, W, C)`` samples of ``bit_depths[1]`` bits (rounded down to them)."""
+    return requantize(decode_sample(sample, bit_depths[0]), *bit_depths)
+
+
+def _val_sample(sample: dict, size: int, bit_depths: tuple[int, int]) -> torch.Tensor:
+    """A shard sample -> ``(1, C, min(size, H), min(size, W))`` float32 [0, 1] centre crop (``bit_depths``: :class:`_RandomCrops`)."""
+    return to_tensor(centre_crop(_decode(sample, bit_depths), size), bit_depths[1])[None]

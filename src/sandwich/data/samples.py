@@ -29,8 +29,16 @@ their roles: ``color`` (the above, 3 channels), and two with more channels than 
   scikit-image and matplotlib wheels (``pypi``: the scikit-image logo, matplotlib's logo and a sprite),
   other designers and purposes, are the held-out evaluation source.
 
-The Debian data is installed by name (``apt-get install opencv-doc oxygen-icon-theme``; ``.ci/run``
-does it); without it, asking for those sets says so in one line.
+And one with more bits than a codec has:
+
+* ``hdr`` (3 channels, 16 bits): the eight CC0 HDR panoramas (Greg Zaal, HDRI Haven; 1024x512, scene-linear
+  float) that Debian's ``blender-data`` ships as Blender's studio lights, as 16-bit PQ code values
+  (:func:`sandwich.transfer.exr_to_codes`: median luminance at 26 cd/m2). Split by panorama:
+  ``blender`` (city, courtyard, forest, interior, studio) trains, ``blender/sunset`` validates, and
+  ``blender_held_out`` (night, sunrise; never trained on) is the evaluation source.
+
+The Debian data is installed by name (``apt-get install opencv-doc oxygen-icon-theme blender-data``;
+``.ci/run`` does it); without it, asking for those sets says so in one line.
 """
 
 from __future__ import annotations
@@ -45,7 +53,9 @@ import numpy as np
 import skimage.data
 from PIL import Image
 
+from sandwich.data.images import read_image
 from sandwich.errors import InputError
+from sandwich.sample_format import dtype_for
 
 
 def _package_dir(package: str) -> Path:
@@ -153,9 +163,25 @@ def _wheel_rgba(name: str) -> np.ndarray:
     return _read(_package_dir("matplotlib") / "mpl-data/sample_data" / file, "RGBA")
 
 
+BLENDER_WORLDS = Path("/usr/share/blender/datafiles/studiolights/world")
+"""Where Debian's ``blender-data`` puts Blender's HDR studio-light panoramas (OpenEXR)."""
+
+
+@cache
+def _blender_codes(name: str) -> np.ndarray:
+    """One panorama as ``(512, 1024, 3)`` 16-bit PQ codes, decoded once per process (DWAB decoding and
+    the PQ conversion take about 0.1 s a panorama)."""
+    return read_image(_debian_file(BLENDER_WORLDS / f"{name}.exr", "blender-data"), 3, 16)
+
+
+def _blender(name: str) -> np.ndarray:
+    return _blender_codes(name).copy()
+
+
 @dataclass(frozen=True)
 class SampleSet:
-    """Embedded photos of one kind, ``(H, W, channels)`` uint8 each, with their roles.
+    """Embedded photos of one kind, ``(H, W, channels)`` samples of ``bit_depth`` bits each (uint8 for 8,
+    uint16 for 9..16), with their roles.
 
     ``sources``: source -> (loader of one photo by name, its photo names, or a function listing them);
     ``train`` / ``val``: sources (or ``source/name`` photos) training and checkpoint selection use;
@@ -168,6 +194,7 @@ class SampleSet:
     train: tuple[str, ...]
     val: tuple[str, ...]
     held_out: str
+    bit_depth: int = 8
 
     def _source(self, source: str) -> tuple[Callable[[str], np.ndarray], tuple[str, ...] | Callable[[], tuple[str, ...]]]:
         if source not in self.sources:
@@ -184,11 +211,11 @@ class SampleSet:
         return tuple(p for role in roles for p in (self.names(role) if "/" not in role else (role,)))
 
     def load(self, photos: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """``{photo: (H, W, channels) uint8}``."""
+        """``{photo: (H, W, channels)}`` samples of ``bit_depth`` bits."""
         loaded = {}
         for photo in photos:
             source, _, name = photo.partition("/")
-            loaded[photo] = np.asarray(self._source(source)[0](name), dtype=np.uint8)
+            loaded[photo] = np.asarray(self._source(source)[0](name), dtype=dtype_for(self.bit_depth))
         return loaded
 
 
@@ -215,6 +242,12 @@ SAMPLE_SETS: dict[str, SampleSet] = {
                 "pypi": (_wheel_rgba, ("skimage_logo", "matplotlib_logo", "minduka_sprite")),
             },
             train=("oxygen",), val=("oxygen_places",), held_out="pypi",
+        ),
+        SampleSet(
+            "hdr", 3,
+            {"blender": (_blender, ("city", "courtyard", "forest", "interior", "studio", "sunset")), "blender_held_out": (_blender, ("night", "sunrise"))},
+            train=("blender/city", "blender/courtyard", "blender/forest", "blender/interior", "blender/studio"), val=("blender/sunset",),
+            held_out="blender_held_out", bit_depth=16,
         ),
     )
 }

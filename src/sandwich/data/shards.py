@@ -3,8 +3,12 @@
 Every image file directly in SRC_DIR (PNG, JPEG, BMP, TIFF, WebP, PPM/PGM; 8 bits per sample) becomes one
 sample of ``--channels`` C channels (:func:`~sandwich.data.images.read_image`): 3 (default: gray is
 replicated to RGB, alpha dropped), 4 (RGBA: files with an alpha channel), or any C from ``.npy`` arrays
-``(H, W, C)`` uint8. A sample is a lossless 8-bit PNG (RGB or RGBA) or, beyond 4 channels, the ``.npy``
-array itself, plus a small JSON record (``name``, ``height``, ``width``); the index records C. The files are split by a seeded shuffle into a train and a val set
+``(H, W, C)`` uint8. With ``--bit-depth`` D of 9..16 (a high-bit-depth source; RGB only) the files are
+16-bit PNG or TIFF, their samples rounded to D bits, or OpenEXR, its linear light as D-bit PQ code values
+(:mod:`sandwich.transfer`). A sample is a lossless PNG (RGB or RGBA; 8-bit, or for D > 8 16-bit
+holding the D-bit values as they are, not rescaled) or, beyond 4 channels, the ``.npy`` array itself,
+plus a small JSON record (``name``, ``height``, ``width``); the index records C and D (``channels``,
+``bit_depth``). The files are split by a seeded shuffle into a train and a val set
 (val gets round(F * n) of the n readable images for --val-fraction F, at least 1 when F > 0 and n >= 2;
 train keeps at least 1) and written to OUT_DIR as
 
@@ -12,7 +16,7 @@ train keeps at least 1) and written to OUT_DIR as
   val-000000.tar, ...
   index.json                                (shard names, counts, sha256 checksums, skipped files)
 
-Files that cannot be read (corrupt, truncated, more than 8 bits, another channel count) are skipped with one line each on
+Files that cannot be read (corrupt, truncated, another bit depth or channel count) are skipped with one line each on
 stderr and listed under "skipped" in index.json. OUT_DIR must not exist or be empty; it is written
 atomically (built next to it, then renamed), so a failure leaves nothing half-written.
 """
@@ -36,25 +40,28 @@ from typing import Callable
 
 import numpy as np
 import webdataset as wds
-from PIL import Image
+import imagecodecs
 
 from sandwich.data.images import list_images, read_image
 from sandwich.data.samples import sample_set
 from sandwich.errors import InputError
 from sandwich.files import cache_root, sha256_file, write_json
+from sandwich.sample_format import dtype_for, peak
 
 FORMAT = "sandwich-shards-v1"
 INDEX_NAME = "index.json"
 SPLITS = ("train", "val")
-SAMPLE_SHARDS_NAMES = {"color": "samples-v3"}  # cache folder per sample set (default: "<set>-v1")
+SAMPLE_SHARDS_NAMES = {"color": "samples-v3"}  # cache folder per sample set (default: "<set>-v1"); bump on a change of its samples or format
 PNG_CHANNELS = (3, 4)  # stored as PNG (RGB, RGBA); other channel counts as .npy
 
 # (name, label, load): ``name`` goes into the index, ``label`` (a file's path) prefixes messages, and
-# ``load()`` returns (H, W, C) uint8 or raises InputError("{label}: reason") for an unreadable image.
+# ``load()`` returns (H, W, C) samples of the bit depth being packed or raises InputError("{label}: reason") for an unreadable image.
 ImageSource = tuple[str, str, Callable[[], np.ndarray]]
 
 
-def write_shards(src_dir: str | Path, out_dir: str | Path, shard_size: int = 64, val_fraction: float = 0.1, seed: int = 0, channels: int = 3) -> dict:
+def write_shards(
+    src_dir: str | Path, out_dir: str | Path, shard_size: int = 64, val_fraction: float = 0.1, seed: int = 0, channels: int = 3, bit_depth: int = 8
+) -> dict:
     """Pack every image file in ``src_dir`` into train/val WebDataset shards in ``out_dir``.
 
     Args:
@@ -64,6 +71,8 @@ def write_shards(src_dir: str | Path, out_dir: str | Path, shard_size: int = 64,
         val_fraction: share of the images held out for validation, in [0, 1).
         seed: seed of the train/val split (the split is a function of the readable file names and seed).
         channels: channels per sample (3: RGB, 4: RGBA, other: ``.npy`` files).
+        bit_depth: bits per sample, 8 (uint8 samples) or 9..16 (uint16 samples, RGB only: 16-bit PNG or
+            TIFF files rounded to ``bit_depth`` bits, or OpenEXR files as PQ code values).
 
     Returns:
         The index written to ``out_dir/index.json`` (see the module docstring).
@@ -77,8 +86,10 @@ def write_shards(src_dir: str | Path, out_dir: str | Path, shard_size: int = 64,
     _check_out_dir(Path(out_dir))
     if channels < 1:
         raise InputError(f"channels must be >= 1, got {channels}")
-    sources = [(path.name, str(path), functools.partial(read_image, path, channels)) for path in list_images(src_dir)]
-    return _write(sources, Path(out_dir), shard_size, val_fraction, seed, str(src_dir), channels)
+    if peak(bit_depth) > 255 and channels != 3:
+        raise InputError(f"bit depth {bit_depth} packs RGB images (3 channels), not {channels}")
+    sources = [(path.name, str(path), functools.partial(read_image, path, channels, bit_depth)) for path in list_images(src_dir)]
+    return _write(sources, Path(out_dir), shard_size, val_fraction, seed, str(src_dir), channels, bit_depth)
 
 
 def write_array_shards(
@@ -91,10 +102,12 @@ def write_array_shards(
     validate_on_train: bool = False,
     val_names: frozenset[str] = frozenset(),
     channels: int = 3,
+    bit_depth: int = 8,
 ) -> dict:
-    """Like :func:`write_shards`, for images already in memory: ``{name: (H, W, channels) uint8}``.
+    """Like :func:`write_shards`, for images already in memory: ``{name: (H, W, channels)}`` samples of
+    ``bit_depth`` bits (uint8 for 8, uint16 for 9..16; any channel count at any depth).
 
-    ``source`` is recorded in the index. An array that is not ``(H, W, channels)`` uint8 is skipped and
+    ``source`` is recorded in the index. An array that is not ``(H, W, channels)`` ``bit_depth``-bit samples is skipped and
     reported like an unreadable file. ``validate_on_train``: every image goes to train *and* val
     (``val_fraction`` is ignored), for sets too small to hold images out. ``val_names``: exactly these
     images validate and the others train (``val_fraction`` is ignored), for a split by source.
@@ -103,9 +116,10 @@ def write_array_shards(
     _check_out_dir(Path(out_dir))
     if not images:
         raise InputError("no images to pack")
-    sources = [(name, name, functools.partial(_checked_array, name, image, channels)) for name, image in images.items()]
+    peak(bit_depth)  # InputError for a depth outside 8..16
+    sources = [(name, name, functools.partial(_checked_array, name, image, channels, bit_depth)) for name, image in images.items()]
     split: float | None | frozenset[str] = val_names or (None if validate_on_train else val_fraction)
-    return _write(sources, Path(out_dir), shard_size, split, seed, source, channels)
+    return _write(sources, Path(out_dir), shard_size, split, seed, source, channels, bit_depth)
 
 
 def read_index(shard_dir: str | Path, verify: bool = True) -> dict:
@@ -148,7 +162,8 @@ def ensure_sample_shards(cache_dir: Path | None = None, samples: str = "color") 
     ``color`` (the default dataset): scikit-image's colour photos (``sandwich.data.samples.COLOR_TRAIN_PHOTOS``)
     train; matplotlib's photo (``COLOR_VAL_PHOTOS``), of another source, validates (checkpoint selection);
     ``sandwich eval`` and ``sandwich demo`` measure on SPORCO's photos, a third source. Other sets name
-    their own train and val photos and their held-out source. A set is written once to
+    their own train and val photos and their held-out source, and their channels and bit depth (``hdr``:
+    16-bit shards). A set is written once to
     ``cache_dir/shards/samples-v3`` (``color``; ``<set>-v1`` for the others; ``cache_dir`` defaults to
     ``$SANDWICH_CACHE``, else ``~/.cache/sandwich``) and reused while the index and checksums match; a
     missing or corrupt copy is rebuilt.
@@ -178,6 +193,7 @@ def ensure_sample_shards(cache_dir: Path | None = None, samples: str = "color") 
             val_names=frozenset(val),
             source=f"sample set {chosen.name}: train " + ", ".join(chosen.train) + "; val " + ", ".join(chosen.val),
             channels=chosen.channels,
+            bit_depth=chosen.bit_depth,
         )
     except InputError:
         if not (target / INDEX_NAME).exists():
@@ -197,11 +213,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--channels", type=int, default=3, metavar="C",
         help="channels per sample: 3 (RGB, default), 4 (RGBA: files with alpha), or any count from .npy (H, W, C) uint8 files",
     )
+    parser.add_argument(
+        "--bit-depth", type=int, default=8, metavar="D",
+        help="bits per sample: 8 (default), or 9..16 for a high-bit-depth RGB source from 16-bit PNG or TIFF files "
+        "(rounded to D bits) or OpenEXR files (linear light as D-bit PQ code values); stored losslessly as 16-bit PNG",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
     """Write the shards and print a short summary; raises InputError on bad input."""
-    index = write_shards(args.src_dir, args.out_dir, shard_size=args.shard_size, val_fraction=args.val_fraction, seed=args.seed, channels=args.channels)
+    index = write_shards(args.src_dir, args.out_dir, shard_size=args.shard_size, val_fraction=args.val_fraction, seed=args.seed, channels=args.channels, bit_depth=args.bit_depth)
     for split in SPLITS:
         part = index[split]
         print(f"{split}: {part['count']} images in {len(part['shards'])} shards")
@@ -222,9 +243,10 @@ def _check_out_dir(out_dir: Path) -> None:
         raise InputError(f"{out_dir}: exists and is not an empty folder; choose a new output folder")
 
 
-def _checked_array(name: str, image: np.ndarray, channels: int) -> np.ndarray:
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != channels:
-        raise InputError(f"{name}: expected (H, W, {channels}) uint8, got {image.shape} {image.dtype}")
+def _checked_array(name: str, image: np.ndarray, channels: int, bit_depth: int) -> np.ndarray:
+    dtype = np.dtype(dtype_for(bit_depth))
+    if image.dtype != dtype or image.ndim != 3 or image.shape[2] != channels or (image.size and int(image.max()) > peak(bit_depth)):
+        raise InputError(f"{name}: expected (H, W, {channels}) {dtype.name} samples of {bit_depth} bits, got {image.shape} {image.dtype}")
     return image
 
 
@@ -236,7 +258,14 @@ def _val_count(n: int, val_fraction: float) -> int:
 
 
 def _write(
-    sources: list[ImageSource], out_dir: Path, shard_size: int, val_fraction: float | None | frozenset[str], seed: int, source: str, channels: int
+    sources: list[ImageSource],
+    out_dir: Path,
+    shard_size: int,
+    val_fraction: float | None | frozenset[str],
+    seed: int,
+    source: str,
+    channels: int,
+    bit_depth: int,
 ) -> dict:
     """Read, split and pack ``sources`` in a temp folder next to ``out_dir``, then rename it into place.
 
@@ -246,7 +275,7 @@ def _write(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
-        index = _pack(sources, tmp, shard_size, val_fraction, seed, source, channels)
+        index = _pack(sources, tmp, shard_size, val_fraction, seed, source, channels, bit_depth)
         try:
             os.rename(tmp, out_dir)  # replaces an empty folder; fails on a non-empty one
         except OSError as exc:
@@ -260,7 +289,14 @@ def _write(
 
 
 def _pack(
-    sources: list[ImageSource], folder: Path, shard_size: int, val_fraction: float | None | frozenset[str], seed: int, source: str, channels: int
+    sources: list[ImageSource],
+    folder: Path,
+    shard_size: int,
+    val_fraction: float | None | frozenset[str],
+    seed: int,
+    source: str,
+    channels: int,
+    bit_depth: int,
 ) -> dict:
     """Write shards and index.json into ``folder``.
 
@@ -309,7 +345,7 @@ def _pack(
             names.append(shard)
             checksums[shard] = sha256_file(folder / shard)
         index[split] = {"shards": names, "count": len(splits[split])}
-    index.update({"checksums": checksums, "skipped": skipped, "source": source, "channels": channels})
+    index.update({"checksums": checksums, "skipped": skipped, "source": source, "channels": channels, "bit_depth": bit_depth})
     shutil.rmtree(staging)
     write_json(folder / INDEX_NAME, index)
     return index
@@ -330,33 +366,43 @@ SAMPLE_KIND = {True: "png", False: "npy"}  # a sample's tar extension: PNG for 3
 
 
 def encode_sample(array: np.ndarray) -> bytes:
-    """``(H, W, C)`` uint8 -> lossless bytes: an 8-bit RGB or RGBA PNG for C = 3 or 4, else ``.npy``."""
-    buffer = io.BytesIO()
+    """``(H, W, C)`` uint8 or uint16 -> lossless bytes: an RGB or RGBA PNG (8- or 16-bit, as the dtype; the
+    values stored as they are) for C = 3 or 4, else ``.npy``."""
     if array.shape[2] in PNG_CHANNELS:
-        Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")
-    else:
-        np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+        return imagecodecs.png_encode(np.ascontiguousarray(array))
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
     return buffer.getvalue()
 
 
-def decode_sample(sample: dict) -> np.ndarray:
-    """A shard sample -> its image ``(H, W, C)`` uint8 (from its ``png`` or ``npy`` entry).
+def decode_sample(sample: dict, bit_depth: int = 8) -> np.ndarray:
+    """A shard sample of shards written at ``bit_depth`` bits -> its image ``(H, W, C)`` (uint8 for 8, uint16
+    for 9..16; from its ``png`` or ``npy`` entry).
 
     Raises:
-        KeyError: neither entry; OSError, SyntaxError, ValueError: corrupt bytes.
+        KeyError: neither entry; ValueError: corrupt bytes, or samples of another dtype than ``bit_depth``'s.
     """
     if "npy" in sample:
         array = np.load(io.BytesIO(sample["npy"]), allow_pickle=False)
-        if array.dtype != np.uint8 or array.ndim != 3:
-            raise ValueError(f"npy sample of {array.shape} {array.dtype}, not (H, W, C) uint8")
-        return array
-    with Image.open(io.BytesIO(sample["png"])) as image:
-        return np.asarray(image.convert("RGBA" if image.mode in ("RGBA", "LA") else "RGB"))
+    else:
+        try:
+            array = imagecodecs.png_decode(sample["png"])
+        except imagecodecs.PngError as exc:  # a RuntimeError: the callers skip ValueErrors
+            raise ValueError(f"corrupt PNG sample ({exc})") from None
+    expected = np.dtype(dtype_for(bit_depth))
+    if array.dtype != expected or array.ndim != 3:
+        raise ValueError(f"{'npy' if 'npy' in sample else 'png'} sample of {array.shape} {array.dtype}, not (H, W, C) {expected.name} ({bit_depth}-bit shards)")
+    return array
 
 
 def index_channels(index: dict) -> int:
     """Channels per sample of a shard index (3 for indexes written before N-channel samples)."""
     return int(index.get("channels", 3))
+
+
+def index_bit_depth(index: dict) -> int:
+    """Bits per sample of a shard index (8 for indexes written before high-bit-depth samples)."""
+    return int(index.get("bit_depth", 8))
 
 
 def _discard(folder: Path) -> None:
