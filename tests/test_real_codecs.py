@@ -254,7 +254,7 @@ def test_stream_of_another_kind_raises_input_error(writer, reader) -> None:
 
 
 def test_registry_creates_each_codec() -> None:
-    assert set(CODECS) == {"jpeg", "hevc", "av1", "webp", "jxl"}
+    assert set(CODECS) == {"jpeg", "hevc", "av1", "webp", "jxl", "ultrahdr"}
     assert isinstance(create_codec("jpeg", subsampling="444"), JpegCodec)
     hevc = create_codec("hevc", subsampling="400", bit_depth=12)
     assert isinstance(hevc, HevcCodec) and hevc.channels == 1 and hevc.bit_depth == 12
@@ -269,7 +269,8 @@ def test_registry_creates_each_codec() -> None:
 @pytest.mark.parametrize(
     ("name", "kwargs", "match"),
     [
-        ("mp3", {}, "valid names: jpeg, hevc, av1, webp, jxl"),
+        ("mp3", {}, "valid names: jpeg, hevc, av1, webp, jxl, ultrahdr"),
+        ("ultrahdr", {"bit_depth": 8}, "bit_depth"),
         ("HEVC", {}, "unknown codec"),
         ("hevc", {"subsampling": "422"}, "subsampling"),
         ("jpeg", {"subsampling": "422"}, "subsampling"),

@@ -86,7 +86,7 @@ def test_identity_networks_are_resampling_around_the_codec(experiment: str, h: i
     module.codec.code_real = real_code
     with torch.no_grad():
         level = torch.zeros(1)
-        proxy, proxy_baseline = module(x, level), module._pass(x, level, None, False, *module.baselines()["resampling"]["resampling"])
+        proxy, proxy_baseline = module(x, level), module._pass(x, level, None, False, module.baselines()["resampling"]["resampling"])
     assert torch.equal(proxy.recon, proxy_baseline.recon) and torch.equal(proxy.bits, proxy_baseline.bits)
 
 

@@ -16,17 +16,39 @@ for the others (the level of JPEG with the same error; HEVC's follows its 6-QP-p
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from sandwich.codecs.proxies import PROXIES
+from sandwich.codecs.real.base import Encoded, RealCodec
 from sandwich.codecs.real.levels import KnobLevels
 from sandwich.codecs.real.registry import CODECS
 from sandwich.errors import InputError
 from sandwich.sample_format import to_array, to_tensor
+
+
+def describe_codec(real: RealCodec) -> str:
+    """A real codec in words, for reports: e.g. ``"hevc 4:2:0 (qp)"``, ``"jxl RGB 16-bit (quality)"`` (bit depth when not 8)."""
+    subsampling = getattr(real, "subsampling", None)
+    layout = ":".join(subsampling) if subsampling else ("gray" if real.channels == 1 else "RGB")
+    depth = f" {real.bit_depth}-bit" if real.bit_depth != 8 else ""
+    return f"{real.name} {layout}{depth} ({real.knob})"
+
+
+@torch.no_grad()
+def code_images(images: Tensor, real: RealCodec, encode: Callable[[np.ndarray], Encoded]) -> tuple[Tensor, Tensor]:
+    """Each ``(C, H, W)`` image of ``images`` ``(N, C, H, W)`` on [0, 1] as ``real``'s samples (rounded to its
+    bit depth), coded by ``encode`` and decoded by ``real`` -> (decoded ``(N, C, H, W)`` on [0, 1], payload bits ``(N,)``)."""
+    decoded, bits = [], []
+    for planes in images:
+        encoded = encode(to_array(planes, real.bit_depth))
+        decoded.append(to_tensor(real.decode(encoded.data), real.bit_depth))
+        bits.append(float(encoded.payload_bits))
+    return torch.stack(decoded).to(images.device), torch.tensor(bits, device=images.device)
 
 
 class CodecStage(nn.Module):
@@ -76,10 +98,8 @@ class CodecStage(nn.Module):
         return self.real.knob
 
     def describe(self) -> str:
-        """The real codec in words, for reports: e.g. ``"hevc 4:2:0 (qp)"``, ``"jxl RGB (quality)"``."""
-        subsampling = getattr(self.real, "subsampling", None)
-        layout = ":".join(subsampling) if subsampling else ("gray" if self.channels == 1 else "RGB")
-        return f"{self.real.name} {layout} ({self.knob})"
+        """The real codec in words, for reports (:func:`describe_codec`)."""
+        return describe_codec(self.real)
 
     def sample_levels(self, n: int, device: torch.device | str = "cpu") -> Tensor:
         """Levels ``(n,)`` for a batch: uniform over ``level_range`` in training, the proxy's base level otherwise."""
@@ -111,13 +131,9 @@ class CodecStage(nn.Module):
             tables = self.proxy.learned_tables()
         elif knob is None:
             knob = self.knob_levels.knob(self.proxy.base_level())
-        decoded, bits = [], []
-        for planes in bottleneck:
-            image = to_array(planes, self.real.bit_depth)
-            encoded = self.real.encode(image, knob) if tables is None else self.real.encode_with_tables(image, *tables)
-            decoded.append(to_tensor(self.real.decode(encoded.data), self.real.bit_depth))
-            bits.append(float(encoded.payload_bits))
-        return torch.stack(decoded).to(bottleneck.device), torch.tensor(bits, device=bottleneck.device)
+        if tables is not None:
+            return code_images(bottleneck, self.real, lambda image: self.real.encode_with_tables(image, *tables))
+        return code_images(bottleneck, self.real, lambda image: self.real.encode(image, knob))
 
     def summary(self) -> dict[str, Tensor]:
         """The proxy's scalars worth logging in training (e.g. its mean steps)."""

@@ -42,7 +42,7 @@ from tqdm import tqdm
 from sandwich.evaluate.checkpoint import load_module
 from sandwich.evaluate.report import plot_rd, results_entry, write_index_html
 from sandwich.evaluate.run import (
-    baseline_entries, bd_report, bd_rows, check_images, check_knobs, evaluation_images, figure_files, print_bd, sweep_baselines,
+    baseline_codec, baseline_codings, baseline_entries, bd_report, bd_rows, check_images, check_knobs, evaluation_images, figure_files, print_bd, sweep_baselines,
 )
 from sandwich.evaluate.sweep import RdPoint, from_results, front, has_metric, quality_metrics, results, sweep
 from sandwich.errors import InputError
@@ -186,13 +186,15 @@ def baseline_curves(first: Member, module: SandwichModule, images: dict[str, np.
     """Every point of every baseline of the family's configuration, cached beside the first model."""
     shared = json.dumps({k: module.config[k] for k in FAMILY_KEYS} | {"metrics": list(quality_metrics(module))}, sort_keys=True)
     path = first.folder / "eval" / f"baselines-{images_key(images, knobs, shared)}.json"
-    knob = module.codec.knob
+    knob = {name: baseline_codec(module, name)[1] for name in module.baselines()}
     if (hit := _cached(path, shared)) is not None:
-        progress.update(len(knobs) * len(images) * sum(len(v) for v in module.baselines().values()))
-        return {name: [p for variant, r in variants.items() for p in from_results(r, knob, variant)] for name, variants in hit["baselines"].items()}
+        progress.update(len(images) * baseline_codings(module, knobs))
+        return {name: [p for variant, r in variants.items() for p in from_results(r, knob[name], variant)] for name, variants in hit["baselines"].items()}
     tensors = [to_tensor(a, module.bit_depth)[None] for a in images.values()]
     swept = sweep_baselines(module, tensors, knobs, 0, progress)
-    by_variant = {name: {v: results([p for p in points if p.variant == v], knob) for v in dict.fromkeys(p.variant for p in points)} for name, points in swept.items()}
+    by_variant = {
+        name: {v: results([p for p in points if p.variant == v], knob[name]) for v in dict.fromkeys(p.variant for p in points)} for name, points in swept.items()
+    }
     write_json(path, {"stamp": shared, "images": list(images), "baselines": by_variant})
     return swept
 
@@ -219,7 +221,7 @@ def report(members: list[Member], images: dict[str, np.ndarray], out_dir: Path, 
     check_images(first, images)
     anchor_curves = dict(read_anchor(a) for a in anchors)
     codec, experiment = first.codec, first.config["name"]
-    total = len(knobs) * len(images) * (len(members) + sum(len(v) for v in first.baselines().values()))
+    total = len(images) * (len(knobs) * len(members) + baseline_codings(first, knobs))
     with torch.no_grad(), tqdm(total=total, desc=f"report (real {codec.real.name})", unit="code") as progress:
         curves = {m.label: member_curve(m, module, images, knobs, progress) for m, module in zip(members, modules, strict=True)}
         swept = baseline_curves(members[0], first, images, knobs, progress)

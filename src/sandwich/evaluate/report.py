@@ -54,7 +54,8 @@ def results_entry(name: str, description: str, results: dict[str, list[float]]) 
 
 
 def plot_rd(
-    curves: dict[str, dict[str, list[float]]], path: Path, title: str, metric: str = "psnr-rgb", styles: dict[str, dict] | None = None
+    curves: dict[str, dict[str, list[float]]], path: Path, title: str, metric: str = "psnr-rgb", styles: dict[str, dict] | None = None,
+    lines: dict[str, float] | None = None,
 ) -> None:
     """Save an RD plot (bpp on x, ``metric`` on y, one line with markers per curve) as a PNG.
 
@@ -66,6 +67,8 @@ def plot_rd(
         metric: the results key on the y axis, e.g. ``"psnr-rgb"`` (dB) or ``"ms-ssim-rgb"``.
         styles: matplotlib line options by curve name (e.g. ``{"front": {"color": "black", "linewidth": 2.5}}``);
             a curve without any gets markers and the colour cycle's next colour.
+        lines: horizontal reference lines by legend name, at a ``metric`` value each (e.g. where plain 8-bit
+            coding of a 12-bit source saturates), drawn dashed.
     """
     styles = styles or {}
     if not curves:
@@ -77,6 +80,8 @@ def plot_rd(
             raise InputError(f"plot_rd: curve {name!r} lacks 'bpp' or {metric!r} (has {sorted(results)})")
         order = np.argsort(results["bpp"])
         ax.plot(np.asarray(results["bpp"])[order], np.asarray(results[metric])[order], label=name, **({"marker": "o"} | styles.get(name, {})))
+    for name, value in (lines or {}).items():
+        ax.axhline(value, linestyle="--", color="gray", linewidth=1, label=name)
     ax.set_xlabel("rate (bpp, bits per source pixel)")
     ax.set_ylabel(_METRIC_LABELS.get(metric, metric))
     ax.set_title(title)

@@ -35,13 +35,15 @@ from tqdm import tqdm
 
 from sandwich.data.images import list_images, read_image
 from sandwich.data.samples import sample_set
+from sandwich.codecs.stage import describe_codec
 from sandwich.evaluate.bd import bd_metrics, psnr_gap_range
 from sandwich.evaluate.checkpoint import load_module
 from sandwich.evaluate.report import plot_rd, results_entry, save_examples, write_index_html
 from sandwich.evaluate.sweep import RdPoint, channel_parts, curve, front, perceptual_metrics, quality_metrics, results, sweep
 from sandwich.errors import InputError
 from sandwich.files import staged_folder
-from sandwich.sample_format import to_tensor
+from sandwich.metrics.psnr import mse, psnr
+from sandwich.sample_format import requantize, to_array, to_tensor
 from sandwich.tracking import WANDB_PREFIX, log_outputs, wandb_checkpoints
 from sandwich.scenarios.base import SandwichModule
 
@@ -61,7 +63,7 @@ def _example_rows(module: SandwichModule, images: dict[str, np.ndarray], sandwic
     codec_channels = module.codec.channels
 
     def source_view(image: np.ndarray) -> np.ndarray:
-        return tile_channels(image, parts)
+        return tile_channels(image if image.dtype == np.uint8 else to_array(to_tensor(image, module.bit_depth)), parts)
 
     middle = sandwich[len(sandwich) // 2]
     rows = []
@@ -136,21 +138,34 @@ def check_images(module: SandwichModule, images: dict[str, np.ndarray]) -> None:
 
 
 def sweep_baselines(module: SandwichModule, tensors: Sequence[Tensor], knobs: Sequence[int], keep: int, progress: tqdm) -> dict[str, list[RdPoint]]:
-    """Every point of every baseline of ``module``'s scenario (all variants of a baseline in one list)."""
+    """Every point of every baseline of ``module``'s scenario (all variants of a baseline in one list); a variant
+    with a codec of its own is swept over that codec's knob values instead of ``knobs``."""
     return {
-        name: [p for label, variant in variants.items() for p in sweep(module, tensors, knobs, label, variant, keep, progress)]
+        name: [p for label, variant in variants.items() for p in sweep(module, tensors, variant.levels or knobs, label, variant, keep, progress)]
         for name, variants in module.baselines().items()
     }
 
 
+def baseline_codings(module: SandwichModule, knobs: Sequence[int]) -> int:
+    """How many codings per image the baselines' sweeps take (for progress bars)."""
+    return sum(len(b.levels or knobs) for variants in module.baselines().values() for b in variants.values())
+
+
+def baseline_codec(module: SandwichModule, name: str) -> tuple[str, str]:
+    """(the codec in words, its knob's name) of baseline ``name``: its variants' own codec, or the module's
+    (also for a compared model's curve)."""
+    own = next(iter(module.baselines()[name].values())).codec if name in module.baselines() else None
+    return (module.codec.describe(), module.codec.knob) if own is None else (describe_codec(own), own.knob)
+
+
 def baseline_entries(swept: dict[str, list[RdPoint]], module: SandwichModule) -> dict[str, dict]:
     """CompressAI entries of the baselines' Pareto fronts (PSNR), with the variant of each point."""
-    codec = module.codec
-    return {
-        name: results_entry(name, f"{name} baseline, real {codec.describe()}, Pareto front (PSNR) over variants x {codec.knob}", results(front(points), codec.knob))
-        | {"variants": [p.variant for p in front(points)]}
-        for name, points in swept.items()
-    }
+    entries = {}
+    for name, points in swept.items():
+        described, knob = baseline_codec(module, name)
+        entries[name] = results_entry(name, f"{name} baseline, real {described}, Pareto front (PSNR) over variants x {knob}", results(front(points), knob))
+        entries[name]["variants"] = [p.variant for p in front(points)]
+    return entries
 
 
 def compared_names(module: SandwichModule, compare: Sequence[SandwichModule]) -> list[str]:
@@ -185,7 +200,7 @@ def evaluate(
     check_images(module, images)
     tensors = [to_tensor(a, module.bit_depth)[None] for a in images.values()]
     names = list(images)
-    total = len(knobs) * len(tensors) * (1 + len(compare) + sum(len(v) for v in module.baselines().values()))
+    total = len(tensors) * (len(knobs) * (1 + len(compare)) + baseline_codings(module, knobs))
     keep = min(EXAMPLE_ROWS, len(tensors))
     with tqdm(total=total, desc=f"eval (real {codec.real.name})", unit="code") as progress:
         sandwich = sweep(module, tensors, knobs, "sandwich", None, keep, progress)
@@ -195,6 +210,7 @@ def evaluate(
             for name, other in zip(compared, compare, strict=True)
         }
     fronts = {name: front(points) for name, points in swept.items()}
+    saturation = saturation_psnr(tensors, module.bit_depth, codec.real.bit_depth)
     experiment, described = module.config["name"], codec.describe()
     report = results_entry(f"sandwich-{experiment}", f"{experiment}: trained sandwich around real {described}, {codec.knob} sweep {knobs}", results(sandwich, codec.knob))
     report["codec"] = described
@@ -203,6 +219,8 @@ def evaluate(
     report["bd"] = bd_report(swept, sandwich, metrics)
     report["images"] = names
     report["compared"] = compared
+    if saturation is not None:
+        report["saturation_psnr_db"] = saturation
 
     with staged_folder(out_dir) as tmp:
         (tmp / "results.json").write_text(json.dumps(report, indent=2))
@@ -210,7 +228,8 @@ def evaluate(
         figures = []
         for metric, label in metrics.items():
             curves = {"sandwich": results(sandwich, codec.knob)} | {name: results(front(points, metric), codec.knob) for name, points in swept.items()}
-            plot_rd(curves, tmp / figure_files(metrics)[metric], title, metric)
+            lines = {f"{codec.real.bit_depth}-bit rounding (no codec)": saturation} if saturation is not None and metric == "psnr-rgb" else None
+            plot_rd(curves, tmp / figure_files(metrics)[metric], title, metric, lines=lines)
             figures.append((f"Rate-{label} curves (bpp from the real codec's payload bytes per source pixel)", figure_files(metrics)[metric]))
         prefix = "q" if codec.knob == "quality" else codec.knob
         save_examples(_example_rows(module, images, sandwich, fronts, prefix), tmp / "examples.png")
@@ -218,11 +237,29 @@ def evaluate(
         write_index_html(
             tmp / "index.html",
             f"sandwich: {experiment}",
-            [*intro, f"Images: {', '.join(names)}. Codec: real {described}, {codec.knob} values {knobs}. BD interpolation: {interpolation}."],
+            [*intro, f"Images: {', '.join(names)}. Codec: real {described}, {codec.knob} values {knobs}. BD interpolation: {interpolation}.",
+             *saturation_note(saturation, module.bit_depth, codec.real.bit_depth)],
             bd_rows(report["bd"], metrics),
             [*figures, ("Examples at similar rates", "examples.png")],
         )
     return report
+
+
+def saturation_psnr(tensors: Sequence[Tensor], bit_depth: int, codec_bits: int) -> float | None:
+    """Where plain ``codec_bits``-bit coding of ``bit_depth``-bit sources saturates: the mean ``bit_depth``-bit PSNR
+    (dB) of each ``(1, C, H, W)`` image on [0, 1] rounded to ``codec_bits`` bits and expanded back, with no codec
+    (None when the codec has the source's bits or more)."""
+    if codec_bits >= bit_depth:
+        return None
+    rounded = [to_tensor(to_array(t[0], codec_bits), codec_bits)[None] for t in tensors]
+    return float(np.mean([float(psnr(mse(t, r, bit_depth), bit_depth)[0]) for t, r in zip(tensors, rounded, strict=True)]))
+
+
+def saturation_note(saturation: float | None, bit_depth: int, codec_bits: int) -> list[str]:
+    """The report's sentence on :func:`saturation_psnr` (none when there is no saturation point)."""
+    if saturation is None:
+        return []
+    return [f"{bit_depth}-bit PSNR of the sources rounded to {codec_bits} bits, no codec (where plain {codec_bits}-bit coding saturates): {saturation:.2f} dB."]
 
 
 def bd_rows(bd: dict[str, dict[str, dict]], metrics: dict[str, str], **first: str) -> list[dict[str, str]]:
@@ -240,19 +277,20 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.2f}"
 
 
-def read_images(folder: str | Path, channels: int = 3) -> dict[str, np.ndarray]:
-    """``{file stem: (H, W, channels) uint8}`` for every image in ``folder`` (:func:`~sandwich.data.images.read_image`);
-    InputError for any unreadable one or one of another channel count."""
-    return {path.stem: read_image(path, channels) for path in list_images(folder)}
+def read_images(folder: str | Path, channels: int = 3, bit_depth: int = 8) -> dict[str, np.ndarray]:
+    """``{file stem: (H, W, channels) samples of bit_depth bits}`` for every image in ``folder``
+    (:func:`~sandwich.data.images.read_image`); InputError for any unreadable one or one of another channel count or depth."""
+    return {path.stem: read_image(path, channels, bit_depth) for path in list_images(folder)}
 
 
 def evaluation_images(module: SandwichModule, folder: str | None, source: str | None = None) -> dict[str, np.ndarray]:
     """The images to evaluate ``module`` on: those of ``folder``, or the embedded photos of ``source`` in the
     module's sample set (``data.samples``; None: the set's held-out source; InputError for a source it does not have)."""
     if folder:
-        return read_images(folder, module.channels)
+        return read_images(folder, module.channels, module.bit_depth)
     chosen = sample_set(module.config["data"].get("samples", "color"))
-    return chosen.load(chosen.names(source or chosen.held_out))
+    photos = chosen.load(chosen.names(source or chosen.held_out))
+    return {name: requantize(image, chosen.bit_depth, module.bit_depth) for name, image in photos.items()}
 
 
 def _gap(gap: dict) -> str:
@@ -277,12 +315,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="checkpoint written by `sandwich train` (e.g. runs/.../checkpoints/best.ckpt), or a W&B model artifact: wandb:ENTITY/PROJECT/model-RUN_ID:best",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--images", help="folder of 8-bit images (PNG, JPEG, ...; RGBA files or .npy arrays for a 4- or N-channel model; any size)")
+    source.add_argument(
+        "--images",
+        help="folder of images (PNG, JPEG, ...; RGBA files or .npy arrays for a 4- or N-channel model; 16-bit PNG/TIFF or EXR for an HDR "
+        "model, rounded to its scenario.bit_depth; any size)",
+    )
     source.add_argument(
         "--samples", metavar="SOURCE",
         help="the embedded photos of one source of the model's sample set (data.samples) instead of a folder; colour: sporco "
         "(Kodak/Waterloo, never trained on), matplotlib (the validation photo), skimage (the training photos); stereo: skimage "
-        "(held out), opencv; rgba: pypi (held out), oxygen, oxygen_places",
+        "(held out), opencv; rgba: pypi (held out), oxygen, oxygen_places; hdr: blender_held_out (held out), blender",
     )
     parser.add_argument("--out", required=True, help="output folder for results.json, rd*.png, examples.png, index.html")
     parser.add_argument("--levels", type=int, nargs="+", help="the real codec's knob values to sweep: JPEG qualities, HEVC QPs, ... (default: the config's codec.levels)")
@@ -309,6 +351,8 @@ def run(args: argparse.Namespace) -> None:
     files = figure_files(metrics).values()
     print(f"sandwich: wrote {out}/results.json, {', '.join(files)}, examples.png, index.html")
     print_bd(report["bd"], metrics)
+    for line in saturation_note(report.get("saturation_psnr_db"), module.bit_depth, module.codec.real.bit_depth):
+        print(f"  {line}")
     logger = module.config.get("logger", {})
     log_outputs(
         out, "eval", [out / "results.json", *(out / f for f in files), out / "examples.png", out / "index.html"],

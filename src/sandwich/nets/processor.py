@@ -40,6 +40,7 @@ from sandwich.errors import InputError
 from sandwich.nets.channel_maps import ChannelPack, ChannelUnpack
 from sandwich.nets.colour_maps import EmbeddingGain, GrayToRgb, Luma, TextureEmbed, TextureExtract
 from sandwich.nets.mlp import PointwiseMLP
+from sandwich.nets.tone_curves import PowerCurve
 from sandwich.nets.unet import create_unet
 from sandwich.registry import Registry
 
@@ -51,10 +52,10 @@ LEVEL_SCALE = 4.0  # levels (octaves) are divided by this before they enter a ne
 BYPASSES: Registry[nn.Module] = Registry(
     "bypass",
     {"identity": lambda: nn.Identity(), "luma": Luma, "gray_to_rgb": GrayToRgb, "texture_embed": TextureEmbed, "texture_extract": TextureExtract,
-     "channel_pack": ChannelPack, "channel_unpack": ChannelUnpack},
+     "channel_pack": ChannelPack, "channel_unpack": ChannelUnpack, "power": PowerCurve},
 )
 CHANNELS: dict[str, tuple[int | None, int | None]] = {
-    "identity": (None, None), "luma": (3, 1), "gray_to_rgb": (1, 3), "texture_embed": (3, 1), "texture_extract": (1, 3)
+    "identity": (None, None), "power": (None, None), "luma": (3, 1), "gray_to_rgb": (1, 3), "texture_embed": (3, 1), "texture_extract": (1, 3)
 }
 
 

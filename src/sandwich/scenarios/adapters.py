@@ -4,9 +4,9 @@ A sandwich's flow is ``source -> pre -> adapter.to_codec -> codec -> adapter.fro
 identity adapter (:class:`Adapter`) hands the bottleneck to the codec as it is; :class:`Resample`
 carries it at a lower resolution (super-resolution); :class:`ChannelGroups` codes a bottleneck of G groups of
 the codec's width as G pictures (more channels than the codec has: ``(N, G·C, H, W) -> (N·G, C, H, W)``
-and the bits of a source image's groups summed). A configuration still to come changes only this step:
-bit-depth reduction to the codec's depth (HDR: floor with a straight-through gradient, midpoint
-reconstruction). A scenario picks its adapter in :meth:`~sandwich.scenarios.base.SandwichModule.make_adapter`.
+and the bits of a source image's groups summed); :class:`BitDepth` carries a d-bit bottleneck over a
+codec of fewer bits (HDR: floor with a straight-through gradient, midpoint reconstruction). A scenario
+picks its adapter in :meth:`~sandwich.scenarios.base.SandwichModule.make_adapter`.
 
 The codec codes ``M = k·N`` pictures for N source images (k pictures each, in order); each picture is
 coded at its source image's level.
@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from sandwich.errors import InputError
 from sandwich.resize import bicubic_down, lanczos_up
+from sandwich.sample_format import peak
 
 
 class Adapter(nn.Module):
@@ -121,3 +122,30 @@ class ChannelGroups(Adapter):
     def group_bits(self, bits: Tensor) -> Tensor:
         """The codec's bits ``(N·G,)`` as ``(N, G)``: per source image, per group."""
         return bits.reshape(-1, self.groups)
+
+
+class BitDepth(Adapter):
+    """A ``source_bits``-bit bottleneck carried by a ``codec_bits``-bit codec (HDR, PCS 2022).
+
+    With ``t = source_bits - codec_bits`` and ``B`` the bottleneck's d-bit value (``bottleneck · (2^d - 1)``):
+    ``to_codec`` sends ``floor(B / 2^t)`` (clipped to the codec's range) with a straight-through gradient
+    (the floor's gradient taken as the identity's, ``1 / 2^t``); ``from_codec`` reconstructs each decoded
+    code ``B̂`` at its bin's midpoint ``B̂ · 2^t + 2^(t-1)``. Through a lossless codec the error is at most
+    ``2^(t-1)`` d-bit levels. Values on [0, 1]: the bottleneck on the d-bit scale, the codec's input and
+    output on its own ``codec_bits`` scale.
+    """
+
+    def __init__(self, source_bits: int, codec_bits: int = 8) -> None:
+        super().__init__()
+        if source_bits <= codec_bits:
+            raise InputError(f"scenario.bit_depth={source_bits}: a high-bit-depth source needs more bits than the codec's {codec_bits}")
+        self.source_peak, self.codec_peak = peak(source_bits), peak(codec_bits)
+        self.bin = 2 ** (source_bits - codec_bits)
+
+    def to_codec(self, bottleneck: Tensor) -> Tensor:  # noqa: D102
+        codes = bottleneck * (self.source_peak / self.bin)
+        floored = codes + (torch.floor(codes) - codes).detach()
+        return floored.clamp(0, self.codec_peak) / self.codec_peak
+
+    def from_codec(self, decoded: Tensor, bits: Tensor, bottleneck: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
+        return (decoded * self.codec_peak * self.bin + self.bin / 2) / self.source_peak, bits

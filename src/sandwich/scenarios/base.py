@@ -24,15 +24,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning as L
 import numpy as np
 import torch
 from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 
-from sandwich.codecs.stage import CodecStage
+from sandwich.codecs.real.base import RealCodec
+from sandwich.codecs.real.registry import CODECS
+from sandwich.codecs.stage import CodecStage, code_images
 from sandwich.errors import InputError
 from sandwich.losses import RateDistortionLoss
 from sandwich.metrics.psnr import mse, psnr
@@ -42,10 +44,17 @@ from sandwich.sample_format import to_array
 
 STAGE_KEYS = ("proxy", "real", "levels", "val_levels", "level_range")  # the codec config's CodecStage arguments
 
-Baseline = tuple[Processor, Processor | None, Adapter]
-"""A baseline variant: its pre-processor, post-processor (None: the decoded bottleneck is the output) and
-the adapter between them and the codec (the scenario's, or the identity for one that skips it, e.g. the
-codec at the source's full resolution around a super-resolution sandwich)."""
+class Baseline(NamedTuple):
+    """A baseline variant: its pre-processor, post-processor (None: the decoded bottleneck is the output),
+    the adapter between them and the codec (the scenario's, or the identity for one that skips it, e.g. the
+    codec at the source's full resolution around a super-resolution sandwich), and optionally a real codec
+    of its own with its knob values (e.g. the codec's high-bit-depth mode; None: the module's codec)."""
+
+    pre: Processor
+    post: Processor | None
+    adapter: Adapter
+    codec: RealCodec | None = None
+    levels: tuple[int, ...] = ()
 
 
 @dataclass
@@ -124,24 +133,43 @@ class SandwichModule(L.LightningModule):
         return {key: self.config["net"][key] for key in ("mlp", "unet", "unet_sees_bypass", "conditioned", "step_scaled")}
 
     def _build_baselines(self, baselines: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, Baseline]]:
-        """Each variant ``{pre, post, adapter}``: bypass specs, and ``adapter: false`` to skip the scenario's adapter."""
+        """Each variant ``{pre, post, adapter, codec, levels}``: bypass specs, ``adapter: false`` to skip the
+        scenario's adapter, and a real codec of its own (``{name, **options}``, with at least 4 knob values in
+        ``levels``), which takes the source's channels as they are (the adapter skipped). A baseline set to
+        null (an experiment dropping one it inherits) is left out."""
         width = self.adapter.bottleneck_channels(self.codec.channels)
         built = {}
         for name, variants in baselines.items():
+            if variants is None:
+                continue
             built[name] = {}
             for label, v in variants.items():
-                adapter = self.adapter if v.get("adapter", True) else Adapter()
-                inner = width if v.get("adapter", True) else self.codec.channels
+                codec, levels = (None, ()) if v.get("codec") is None else (CODECS.from_config(v["codec"]), tuple(int(k) for k in v.get("levels", ())))
+                if codec is not None and len(levels) < 4:
+                    raise InputError(f"scenario.baselines.{name}.{label}: a baseline codec needs at least 4 knob values in levels, got {list(levels)}")
+                for knob in levels:
+                    codec.check_level(knob)
+                skip = codec is not None or not v.get("adapter", True)
+                inner = (codec or self.codec).channels if skip else width
                 post = None if v.get("post") is None else Processor(inner, self.channels, v["post"])
-                built[name][label] = (Processor(self.channels, inner, v["pre"]), post, adapter)
+                built[name][label] = Baseline(Processor(self.channels, inner, v["pre"]), post, Adapter() if skip else self.adapter, codec, levels)
         return built
 
-    def _pass(self, source: Tensor, level: Tensor, knob: int | None, real: bool, pre: nn.Module, post: nn.Module | None, adapter: Adapter) -> SandwichOutput:
-        bottleneck = pre(source, level)
-        coded = adapter.to_codec(bottleneck)
-        decoded, picture_bits = self.codec.code_real(coded, knob) if real else self.codec(coded, picture_levels(level, coded))
-        decoded, bits = adapter.from_codec(decoded, picture_bits, bottleneck)
-        recon = decoded if post is None else post(decoded, level)
+    def own(self) -> Baseline:
+        """The module's own pre-processor, post-processor and adapter, with its codec."""
+        return Baseline(self.pre, self.post, self.adapter)
+
+    def _pass(self, source: Tensor, level: Tensor, knob: int | None, real: bool, chain: Baseline) -> SandwichOutput:
+        """``chain``'s pre-processor, adapter, codec (the proxy when not ``real``) and post-processor over ``source``."""
+        bottleneck = chain.pre(source, level)
+        coded = chain.adapter.to_codec(bottleneck)
+        codec = chain.codec
+        if codec is not None:
+            decoded, picture_bits = code_images(coded, codec, lambda image: codec.encode(image, knob))
+        else:
+            decoded, picture_bits = self.codec.code_real(coded, knob) if real else self.codec(coded, picture_levels(level, coded))
+        decoded, bits = chain.adapter.from_codec(decoded, picture_bits, bottleneck)
+        recon = decoded if chain.post is None else chain.post(decoded, level)
         return SandwichOutput(bottleneck, decoded, recon, bits, level, picture_bits.reshape(source.shape[0], -1))
 
     def forward(self, source: Tensor, level: Tensor | None = None) -> SandwichOutput:
@@ -149,22 +177,24 @@ class SandwichModule(L.LightningModule):
         drawn by the codec stage, see :meth:`~sandwich.codecs.stage.CodecStage.sample_levels`)."""
         if level is None:
             level = self.codec.sample_levels(source.shape[0], source.device)
-        return self._pass(source, level, None, False, self.pre, self.post, self.adapter)
+        return self._pass(source, level, None, False, self.own())
 
     @torch.no_grad()
     def code_real(self, source: Tensor, knob: int | None = None, baseline: Baseline | None = None) -> SandwichOutput:
         """Real-codec pass at knob value ``knob`` (quality or QP; None: the proxy's learned steps).
 
-        The processors are told that knob's level; ``baseline`` swaps in a baseline variant's (pre, post, adapter).
+        The processors are told that knob's level; ``baseline`` swaps in a baseline variant's (pre, post,
+        adapter) and, when it has one, its codec (``knob`` being that codec's; its bypass-only processors are
+        told level 0, which they ignore).
         """
-        level = torch.full((source.shape[0],), self.codec.level_of(knob), device=source.device)
-        pre, post, adapter = baseline if baseline is not None else (self.pre, self.post, self.adapter)
-        return self._pass(source, level, knob, True, pre, post, adapter)
+        chain = baseline or self.own()
+        level = torch.full((source.shape[0],), 0.0 if chain.codec is not None else self.codec.level_of(knob), device=source.device)
+        return self._pass(source, level, knob, True, chain)
 
     def baselines(self) -> dict[str, dict[str, Baseline]]:
-        """The configured non-learned alternatives: ``{name: {variant label: (pre, post, adapter)}}``.
+        """The configured non-learned alternatives: ``{name: {variant label: Baseline}}``.
 
-        Every variant is swept over the codec's levels at evaluation; the variants of one baseline are
+        Every variant is swept over the codec's levels (or its own codec's) at evaluation; the variants of one baseline are
         merged into one RD curve by their Pareto front.
         """
         return self.baseline_variants
