@@ -17,7 +17,7 @@ from sandwich.cli import main
 from sandwich.codecs.real.jpeg import JpegCodec
 from sandwich.codecs.real.registry import create_codec
 from sandwich.config import compose, group_options
-from sandwich.data.samples import OPENCV_DATA, OXYGEN_ICONS
+from sandwich.data.samples import BLENDER_WORLDS, OPENCV_DATA, OXYGEN_ICONS
 from sandwich.evaluate.checkpoint import load_module
 from sandwich.metrics.backbones import BACKBONES
 from sandwich.metrics.psnr import mse
@@ -42,7 +42,9 @@ REAL_CODEC = {"rgb_jpeg420": "jpeg", "rgb_jpeg444": "jpeg", "gray_jpeg": "jpeg",
 REAL_CODEC |= {f"{e}{v}": c for e, c in (("sr2_jpeg", "jpeg"), ("sr4_jpeg", "jpeg"), ("sr2_hevc", "hevc")) for v in ("", "_postonly")}
 REAL_CODEC |= {"stereo_jpeg": "jpeg", "rgba_jpeg": "jpeg"}
 CROPS = {"sr4_jpeg": ["data.crop=64", "data.val_crop=64"], "sr4_jpeg_postonly": ["data.crop=64", "data.val_crop=64"]}  # the codec's 16-pixel block at 1/4
-DEBIAN_DATA = {"stereo_jpeg": OPENCV_DATA, "rgba_jpeg": OXYGEN_ICONS}  # their embedded sample sets come from Debian packages (make debian-data)
+REAL_CODEC |= {"hdr10_hevc": "hevc", "hdr12_jpeg": "jpeg", "hdr16_jpeg": "jpeg"}
+DEBIAN_DATA = {"stereo_jpeg": OPENCV_DATA, "rgba_jpeg": OXYGEN_ICONS} | {e: BLENDER_WORLDS for e in ("hdr10_hevc", "hdr12_jpeg", "hdr16_jpeg")}
+# their embedded sample sets come from Debian packages (make debian-data)
 REAL_CODEC |= {"lpips_jpeg": "jpeg", "lpips_jpeg_preonly": "jpeg", "lpips_hevc": "hevc", "msssim_jpeg": "jpeg"}
 ALEXNET = BACKBONES["alexnet"]  # the lpips_* experiments' loss runs it (sandwich weights lpips installs it)
 

@@ -160,7 +160,8 @@ class SandwichModule(L.LightningModule):
         return Baseline(self.pre, self.post, self.adapter)
 
     def _pass(self, source: Tensor, level: Tensor, knob: int | None, real: bool, chain: Baseline) -> SandwichOutput:
-        """``chain``'s pre-processor, adapter, codec (the proxy when not ``real``) and post-processor over ``source``."""
+        """``chain``'s pre-processor, adapter, codec and post-processor over ``source``: the module's proxy, or its
+        real codec when ``real``; a baseline's own codec, always real."""
         bottleneck = chain.pre(source, level)
         coded = chain.adapter.to_codec(bottleneck)
         codec = chain.codec
