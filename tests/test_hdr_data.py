@@ -21,7 +21,7 @@ from sandwich.data import samples
 from sandwich.data.datamodule import ShardDataModule
 from sandwich.data.images import read_image
 from sandwich.data.samples import BLENDER_WORLDS, SAMPLE_SETS, load_photo, sample_set
-from sandwich.data.shards import ensure_sample_shards, read_index
+from sandwich.data.shards import ensure_sample_shards, read_index, write_array_shards
 from sandwich.transfer import exr_to_codes, pq_decode, pq_encode
 from sandwich.errors import InputError
 from sandwich.sample_format import requantize
@@ -234,3 +234,15 @@ def test_missing_blender_data_is_one_line_naming_the_package(monkeypatch: pytest
             SAMPLE_SETS["hdr"].load(("blender/city",))
     finally:
         samples._blender_codes.cache_clear()
+
+
+def test_in_memory_arrays_of_another_depth_are_skipped_and_named(tmp_path: Path) -> None:
+    """write_array_shards at 12 bits: an 8-bit array and a uint16 array holding a 13-bit value are skipped (each
+    named, with why), a true 12-bit array is packed."""
+    good = np.full((8, 8, 3), 4095, dtype=np.uint16)
+    index = write_array_shards(
+        {"good": good, "eight": good.astype(np.uint8), "wide": good + 1}, tmp_path / "s", validate_on_train=True, bit_depth=12
+    )
+    reasons = {entry["file"]: entry["reason"] for entry in index["skipped"]}
+    assert index["train"]["count"] == 1 and set(reasons) == {"eight", "wide"}, reasons
+    assert "uint8" in reasons["eight"] and "4096 does not fit in 12 bits" in reasons["wide"]

@@ -45,7 +45,7 @@ def to_tensor(array: np.ndarray, bit_depth: int = 8, normalise: bool = True) -> 
         >>> to_tensor(np.array([[0, 255]], dtype=np.uint8)).tolist()
         [[[0.0, 1.0]]]
     """
-    _check_samples(array, bit_depth)
+    check_samples(array, bit_depth)
     planes = array[..., None] if array.ndim == 2 else array
     tensor = torch.from_numpy(np.ascontiguousarray(planes.transpose(2, 0, 1)).astype(np.float32))
     return tensor / peak(bit_depth) if normalise else tensor
@@ -68,14 +68,14 @@ def requantize(array: np.ndarray, from_bits: int, to_bits: int) -> np.ndarray:
     """
     if to_bits > from_bits:
         raise InputError(f"scaling {from_bits}-bit samples up to {to_bits} bits is not high-bit-depth data")
-    _check_samples(array, from_bits)
+    check_samples(array, from_bits)
     if to_bits == from_bits:
         return array
     top = peak(from_bits)
     return ((array.astype(np.uint64) * peak(to_bits) + top // 2) // top).astype(dtype_for(to_bits))
 
 
-def _check_samples(array: np.ndarray, bit_depth: int) -> None:
+def check_samples(array: np.ndarray, bit_depth: int) -> None:
     """InputError unless ``array`` has the dtype of ``bit_depth`` and no value above its peak."""
     if array.dtype != dtype_for(bit_depth):
         raise InputError(f"expected {np.dtype(dtype_for(bit_depth)).name} samples for bit depth {bit_depth}, got {array.dtype}")

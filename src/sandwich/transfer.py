@@ -66,4 +66,10 @@ def exr_to_codes(linear: np.ndarray, bit_depth: int) -> np.ndarray:
     luminance = rgb @ np.array(BT2100_LUMA)
     lit = luminance[luminance > 0]
     scale = MEDIAN_NITS / np.median(lit) if lit.size else 0.0
-    return np.floor(pq_encode(rgb * scale) * peak(bit_depth) + 0.5).astype(dtype_for(bit_depth))
+    return pq_codes(rgb * scale, bit_depth)
+
+
+def pq_codes(nits: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Luminance in cd/m2 (any shape; clipped to 0 .. 10000) -> ``bit_depth``-bit PQ code values (uint16 for 9..16),
+    :func:`pq_encode` rounded half up."""
+    return np.floor(pq_encode(nits) * peak(bit_depth) + 0.5).astype(dtype_for(bit_depth))

@@ -46,7 +46,7 @@ from sandwich.data.images import list_images, read_image
 from sandwich.data.samples import sample_set
 from sandwich.errors import InputError
 from sandwich.files import cache_root, sha256_file, write_json
-from sandwich.sample_format import dtype_for, peak
+from sandwich.sample_format import check_samples, dtype_for, peak
 
 FORMAT = "sandwich-shards-v1"
 INDEX_NAME = "index.json"
@@ -244,9 +244,12 @@ def _check_out_dir(out_dir: Path) -> None:
 
 
 def _checked_array(name: str, image: np.ndarray, channels: int, bit_depth: int) -> np.ndarray:
-    dtype = np.dtype(dtype_for(bit_depth))
-    if image.dtype != dtype or image.ndim != 3 or image.shape[2] != channels or (image.size and int(image.max()) > peak(bit_depth)):
-        raise InputError(f"{name}: expected (H, W, {channels}) {dtype.name} samples of {bit_depth} bits, got {image.shape} {image.dtype}")
+    if image.ndim != 3 or image.shape[2] != channels:
+        raise InputError(f"{name}: expected (H, W, {channels}) samples, got {image.shape}")
+    try:
+        check_samples(image, bit_depth)
+    except InputError as exc:
+        raise InputError(f"{name}: {exc}") from None
     return image
 
 

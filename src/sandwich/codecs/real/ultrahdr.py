@@ -19,7 +19,7 @@ import numpy as np
 from sandwich.codecs.real.base import Encoded, RealCodec
 from sandwich.errors import InputError
 from sandwich.sample_format import peak
-from sandwich.transfer import pq_decode, pq_encode
+from sandwich.transfer import pq_codes, pq_decode
 
 REFERENCE_WHITE_NITS = 203.0  # linear 1.0 for libultrahdr's half-float input (BT.2408 HDR reference white)
 
@@ -51,5 +51,4 @@ class UltraHdrCodec(RealCodec):
             linear = imagecodecs.ultrahdr_decode(data).astype(np.float64)[..., :3]
         except imagecodecs.UltrahdrError as exc:
             raise InputError(f"ultrahdr: not a decodable Ultra HDR stream ({exc})") from None
-        signal = pq_encode(np.clip(linear, 0, None) * REFERENCE_WHITE_NITS)
-        return np.clip(np.floor(signal * peak(self.bit_depth) + 0.5), 0, peak(self.bit_depth)).astype(np.uint16)
+        return pq_codes(linear * REFERENCE_WHITE_NITS, self.bit_depth)
