@@ -76,7 +76,7 @@ def test_a_baseline_with_its_own_codec_codes_the_source_at_that_codecs_depth() -
     baseline's QP; bits and output are x265's own (coded here directly)."""
     module = create_module(compose(["experiment=hdr16_jpeg", "net=none"])).eval()
     variant = module.baselines()["x265_12bit"]["x265_12bit"]
-    assert variant.levels and variant.codec.bit_depth == 12
+    assert variant.knobs and variant.codec.bit_depth == 12
     rng = np.random.default_rng(0)
     source = (np.cumsum(rng.integers(0, 600, (64, 64, 3)), axis=1) % 65536).astype(np.uint16)
     x = to_tensor(source, 16)[None]

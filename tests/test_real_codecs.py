@@ -69,7 +69,7 @@ def test_round_trip_quality_and_rate(factory, levels, floor) -> None:
 
 def test_levels_run_the_right_way() -> None:
     for name, cls in ((n, CODECS.get(n)) for n in CODECS):
-        lo, hi = cls.level_range
+        lo, hi = cls.knob_range
         assert lo < hi
         assert cls.higher_is_better == (cls.knob == "quality"), name
 
@@ -172,7 +172,7 @@ _BAD_FACTORIES = [c[1] for c in BAD_CASES]
 
 
 def _good_level(codec: RealCodec) -> int:
-    lo, hi = codec.level_range
+    lo, hi = codec.knob_range
     return (lo + hi) // 2
 
 
@@ -197,7 +197,7 @@ def test_bad_images_raise_input_error(factory) -> None:
     for image in bad_images:
         with pytest.raises(InputError):
             codec.encode(image, level)
-    lo, hi = codec.level_range
+    lo, hi = codec.knob_range
     for level in (lo - 1, hi + 1):
         with pytest.raises(InputError, match=codec.knob):
             codec.encode(good, level)

@@ -40,7 +40,7 @@ def photo(name: str, h: int, w: int) -> torch.Tensor:
 
 REAL_CODEC = {"rgb_jpeg420": "jpeg", "rgb_jpeg444": "jpeg", "gray_jpeg": "jpeg", "rgb_hevc": "hevc", "gray_hevc": "hevc"}
 REAL_CODEC |= {f"{e}{v}": c for e, c in (("sr2_jpeg", "jpeg"), ("sr4_jpeg", "jpeg"), ("sr2_hevc", "hevc")) for v in ("", "_postonly")}
-REAL_CODEC |= {"stereo_jpeg": "jpeg", "rgba_jpeg": "jpeg"}
+REAL_CODEC |= {"stereo_jpeg": "jpeg", "rgba_jpeg": "jpeg", "rgb_av1": "av1", "sr2_av1": "av1"}
 CROPS = {"sr4_jpeg": ["data.crop=64", "data.val_crop=64"], "sr4_jpeg_postonly": ["data.crop=64", "data.val_crop=64"]}  # the codec's 16-pixel block at 1/4
 REAL_CODEC |= {"hdr10_hevc": "hevc", "hdr12_jpeg": "jpeg", "hdr16_jpeg": "jpeg"}
 DEBIAN_DATA = {"stereo_jpeg": OPENCV_DATA, "rgba_jpeg": OXYGEN_ICONS} | {e: BLENDER_WORLDS for e in ("hdr10_hevc", "hdr12_jpeg", "hdr16_jpeg")}
@@ -83,7 +83,7 @@ def test_identity_sandwich_is_the_plain_codec(tmp_path, experiment):
     x = photo("coffee", 128, 160)
     codec_input = x if module.codec.channels == 3 else module.pre(x)
     real_codec = create_codec(module.config["codec"]["real"]["name"], subsampling=module.config["codec"]["subsampling"])
-    knob = 50 if module.codec.real.name == "jpeg" else module.codec.levels[len(module.codec.levels) // 2]
+    knob = 50 if module.codec.real.name == "jpeg" else module.codec.knobs[len(module.codec.knobs) // 2]
     if module.codec.real.name == "jpeg":  # the proxy is JPEG's, at q50 with exactly the real codec's tables
         level = torch.tensor([module.codec.level_of(knob)])
         with torch.no_grad():
@@ -265,6 +265,23 @@ def test_eval_of_an_hevc_sandwich_sweeps_qps_with_x265(image_folder, tmp_path):
             bottleneck = module.pre(x, torch.tensor([module.codec.level_of(36)]))
         bpp.append(HevcCodec("420").encode(to_array(bottleneck[0]), 36).payload_bits / (x.shape[-2] * x.shape[-1]))
     assert report["results"]["bpp"][1] == pytest.approx(np.mean(bpp), rel=1e-6)
+
+
+def test_a_checkpoint_from_before_the_knob_rename_evaluates_as_today(gray_checkpoint, image_folder, tmp_path):
+    """A checkpoint whose config has ``codec.levels``/``val_levels`` and no ``codec.signal``/``workers`` (as
+    written before the rename) loads and evaluates to the same results as the same weights stored today."""
+    checkpoint = torch.load(gray_checkpoint, weights_only=False)
+    codec = dict(checkpoint["sandwich_config"]["codec"])
+    codec["levels"], codec["val_levels"] = codec.pop("knobs"), codec.pop("val_knobs")
+    del codec["signal"], codec["workers"]
+    checkpoint["sandwich_config"] = checkpoint["sandwich_config"] | {"codec": codec}
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    reports = []
+    for name, path in (("old", old), ("new", gray_checkpoint)):
+        assert main(["eval", "--ckpt", str(path), "--images", str(image_folder), "--out", str(tmp_path / name), "--knobs", "20", "40", "60", "80"]) == 0
+        reports.append(json.loads((tmp_path / name / "results.json").read_text()))
+    assert reports[0]["results"] == reports[1]["results"] and reports[0]["results"]["quality"] == [20, 40, 60, 80]
 
 
 def _refused(capsys, argv: list[str], match: str) -> None:

@@ -181,7 +181,7 @@ def test_every_codec_option_builds_its_real_codec_with_a_sweep_that_coarsens_wit
     assert stage.real.name == config["real"]["name"]
     image = load_photo("sporco/monarch")[100:164, 200:296]
     x = to_tensor(image)[None] if stage.channels == 3 else to_tensor(image)[None].mean(1, keepdim=True)
-    by_level = sorted(stage.levels, key=stage.level_of)
+    by_level = sorted(stage.knobs, key=stage.level_of)
     finest, coarsest = by_level[0], by_level[-1]
     assert stage.level_of(coarsest) - stage.level_of(finest) > 3  # the sweep spans several octaves
     fine, coarse = (stage.code_real(x, knob) for knob in (finest, coarsest))

@@ -59,7 +59,7 @@ def test_a_wandb_run_holds_the_config_metrics_images_and_checkpoints(tmp_path: P
     metrics = history(found)
     for key in ("train/loss", "train/bpp", "train/psnr", "train/luma_step_mean", "val/loss", "val/bpp", "val/psnr_q50", "val/bpp_q50"):
         assert key in metrics, key
-    assert metrics["val/rd_table/_type"][0] == "table-file" and metrics["val/rd_table/nrows"][0] == len(config["codec"]["val_levels"])
+    assert metrics["val/rd_table/_type"][0] == "table-file" and metrics["val/rd_table/nrows"][0] == len(config["codec"]["val_knobs"])
     assert metrics["trainer/global_step"][-1] >= 1
     assert "images" in metrics["val/0/_type"][0]
     assert list((run / "files" / "media" / "images" / "val").glob("0_*.png"))

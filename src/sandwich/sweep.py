@@ -145,4 +145,4 @@ def run(args: argparse.Namespace) -> None:
 
         samples = None if args.report_images else args.report_samples
         points = [config["out_dir"] for _, config in planned]
-        family.run(argparse.Namespace(models=points, images=args.report_images, samples=samples, out=folder / "report", levels=None, checkpoint="best", anchor=[]))
+        family.run(argparse.Namespace(models=points, images=args.report_images, samples=samples, out=folder / "report", knobs=None, checkpoint="best", anchor=[]))

@@ -85,8 +85,8 @@ def _check(config: dict[str, Any]) -> None:
     for key in ("crop", "batch_size", "batches_per_epoch", "val_crop"):
         if data[key] < 1:
             raise InputError(f"config: data.{key}={data[key]} must be >= 1")
-    if not config["codec"]["val_levels"]:
-        raise InputError("config: codec.val_levels is empty; validation needs at least one knob value of the real codec")
+    if not config["codec"]["val_knobs"]:
+        raise InputError("config: codec.val_knobs is empty; validation needs at least one knob value of the real codec")
     if config["ema_decay"] is not None and not 0 < config["ema_decay"] < 1:
         raise InputError(f"config: ema_decay={config['ema_decay']} must be in (0, 1) or null")
     if config["checkpoint_every"] < 1:

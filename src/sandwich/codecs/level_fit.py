@@ -62,7 +62,7 @@ def fit(layout: str, images: list[np.ndarray]) -> dict:
         images = [luma8(image) for image in images]
     jpeg_levels = np.array([level_of_steps(ijg_tables(q)[0]) for q in JPEG_QUALITIES])
     jpeg_errors = np.array([_mean_log_mse(jpeg, images, q) for q in tqdm(JPEG_QUALITIES, desc=f"{layout}: jpeg", leave=False)])
-    low, high = codec.level_range
+    low, high = codec.knob_range
     knobs = sorted(set(range(low, high + 1, STEPS)) | {high})
     errors = [_mean_log_mse(codec, images, k) for k in tqdm(knobs, desc=layout, leave=False)]
     order = np.argsort(jpeg_errors)  # JPEG's error rises with its level: interpolate level over error

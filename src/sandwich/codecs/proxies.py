@@ -2,11 +2,13 @@
 
 A proxy codes bottlenecks ``(N, C, H, W)`` on the [0, 1] scale at levels ``(N,)`` (octaves of step scale,
 :mod:`sandwich.codecs.real.levels`) and returns the decoded bottlenecks (same shape, [0, 1]) and
-differentiable bit estimates ``(N,)``. Today there is one, the JPEG proxy; an HEVC-intra proxy would
-register here with the same interface.
+differentiable bit estimates ``(N,)``. Every proxy implements :class:`Proxy`; nothing asks a proxy or
+a codec its name. Today there is one, the JPEG proxy.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -17,6 +19,39 @@ from sandwich.codecs.rate.linear import LinearJpegRate
 from sandwich.codecs.real.levels import REFERENCE_LUMA_STEP, level_of_steps
 from sandwich.registry import Registry
 from sandwich.sample_format import peak
+
+
+
+class Proxy(Protocol):
+    """What the codec stage needs of a differentiable proxy.
+
+    Attributes:
+        channels: bottleneck channels it codes (1 or 3), those of its real codec.
+        alignment: the pixel multiple its transform works on (it pads other sizes itself, as its codec
+            does, and crops back): 16 for JPEG 4:2:0's MCUs, 8 otherwise.
+    """
+
+    channels: int
+    alignment: int
+
+    def __call__(self, bottleneck: Tensor, level: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(N, C, H, W)`` on [0, 1] at levels ``(N,)`` (octaves; None: its base steps) -> (decoded
+        ``(N, C, H, W)`` on [0, 1], differentiable bits ``(N,)``)."""
+        ...
+
+    def base_level(self) -> float:
+        """The level of its (learned) steps as they are."""
+        ...
+
+    def learned_tables(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """What it can hand a real codec that takes step tables (``RealCodec.takes_tables``): its
+        (luma, chroma) ``(8, 8)`` integer tables, or None when it has none."""
+        ...
+
+    def summary(self) -> dict[str, Tensor]:
+        """Scalars worth logging in training."""
+        ...
+
 
 PROXIES: Registry[nn.Module] = Registry("proxy")
 
@@ -55,6 +90,7 @@ class JpegProxyCodec(nn.Module):
         self.rate = LinearJpegRate()
         self.kernels = kernels
         self.channels = 1 if subsampling == "400" else 3
+        self.alignment = 16 if subsampling == "420" else 8
 
     def base_level(self) -> float:
         """The level of the (learned) steps as they are."""

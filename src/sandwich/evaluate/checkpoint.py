@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from sandwich.config import upgrade
 from sandwich.errors import InputError
 from sandwich.scenarios.base import SandwichModule
 from sandwich.scenarios.registry import create_module
@@ -29,7 +30,7 @@ def load_module(path: str | Path) -> SandwichModule:
     if not isinstance(checkpoint, dict) or "sandwich_config" not in checkpoint or "state_dict" not in checkpoint:
         raise InputError(f"{path}: not a sandwich checkpoint (no sandwich_config / state_dict)")
     try:
-        module = create_module(checkpoint["sandwich_config"])
+        module = create_module(upgrade(checkpoint["sandwich_config"]))
     except KeyError as exc:
         raise InputError(f"{path}: its configuration has no {exc.args[0]!r} (written by an older sandwich; retrain it)") from None
     try:

@@ -10,7 +10,7 @@ Pareto front of all their points. This command takes the family from any mix of:
 * W&B references: ``wandb:ENTITY/PROJECT/RUN_ID``, ``wandb:ENTITY/PROJECT/sweeps/SWEEP_ID`` (every run of
   the sweep) or ``wandb:ENTITY/PROJECT/model-RUN_ID:best`` (a model artifact), downloaded once.
 
-Every model is evaluated with the real codec over the knob sweep (``--levels``, default the config's), on a
+Every model is evaluated with the real codec over the knob sweep (``--knobs``, default the config's), on a
 folder of images or the embedded photos of one source; its curve is cached in its run folder
 (``eval/curve-<key>.json``, keyed by the images and knob values, checked against the checkpoint's sha256
 and the metrics reported),
@@ -289,7 +289,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the embedded photos of one source of the models' sample set (data.samples): colour sporco (never trained on), stereo skimage, rgba pypi",
     )
     parser.add_argument("--out", required=True, help="output folder for results.json, curves/, rd*.png, index.html")
-    parser.add_argument("--levels", type=int, nargs="+", help="the real codec's knob values (default: the config's codec.levels)")
+    parser.add_argument("--knobs", "--levels", dest="knobs", type=int, nargs="+", help="the real codec's knob values (default: the config's codec.knobs; --levels is the old name)")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of each run (default: best, else last)")
     parser.add_argument("--anchor", action="append", default=[], metavar="JSON", help="a published curve in CompressAI's JSON format to draw (repeatable)")
 
@@ -300,7 +300,7 @@ def run(args: argparse.Namespace) -> None:
     first = load_module(members[0].checkpoint)
     images = evaluation_images(first, args.images, args.samples)
     out = Path(args.out)
-    result = report(members, images, out, args.levels, args.anchor)
+    result = report(members, images, out, args.knobs, args.anchor)
     metrics = quality_metrics(first)
     files = figure_files(metrics).values()
     print(f"sandwich: wrote {out}/results.json, curves/, {', '.join(files)}, index.html")

@@ -113,14 +113,14 @@ def bd_report(baselines: dict[str, list[RdPoint]], sandwich: list[RdPoint], metr
 
 
 def check_knobs(module: SandwichModule, knobs: Sequence[int] | None) -> list[int]:
-    """The real codec's knob values to sweep (default: the config's ``codec.levels``); InputError unless
+    """The real codec's knob values to sweep (default: the config's ``codec.knobs``); InputError unless
     there are at least 4 (for BD figures) and the codec takes each."""
     codec = module.codec
-    knobs = list(knobs or codec.levels)
+    knobs = list(knobs or codec.knobs)
     if len(knobs) < 4:
         raise InputError(f"eval: need at least 4 knob values ({codec.knob}) for BD figures, got {knobs}")
     for knob in knobs:
-        codec.real.check_level(knob)
+        codec.real.check_knob(knob)
     return knobs
 
 
@@ -141,14 +141,14 @@ def sweep_baselines(module: SandwichModule, tensors: Sequence[Tensor], knobs: Se
     """Every point of every baseline of ``module``'s scenario (all variants of a baseline in one list); a variant
     with a codec of its own is swept over that codec's knob values instead of ``knobs``."""
     return {
-        name: [p for label, variant in variants.items() for p in sweep(module, tensors, variant.levels or knobs, label, variant, keep, progress)]
+        name: [p for label, variant in variants.items() for p in sweep(module, tensors, variant.knobs or knobs, label, variant, keep, progress)]
         for name, variants in module.baselines().items()
     }
 
 
 def baseline_codings(module: SandwichModule, knobs: Sequence[int]) -> int:
     """How many codings per image the baselines' sweeps take (for progress bars)."""
-    return sum(len(b.levels or knobs) for variants in module.baselines().values() for b in variants.values())
+    return sum(len(b.knobs or knobs) for variants in module.baselines().values() for b in variants.values())
 
 
 def baseline_codec(module: SandwichModule, name: str) -> tuple[str, str]:
@@ -190,7 +190,7 @@ def evaluate(
 ) -> dict:
     """Evaluate ``module`` and its baselines on ``images`` (``{name: (H, W, C) uint8}``); write the report.
 
-    ``knobs``: the real codec's knob values (qualities or QPs; default: the config's ``codec.levels``).
+    ``knobs``: the real codec's knob values (qualities or QPs; default: the config's ``codec.knobs``).
     ``compare``: other trained models with the same codec (e.g. a post-only variant), each one more curve
     of the report, with BD figures like a baseline's. Returns the ``results.json`` content.
     """
@@ -327,7 +327,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(held out), opencv; rgba: pypi (held out), oxygen, oxygen_places; hdr: blender_held_out (held out), blender",
     )
     parser.add_argument("--out", required=True, help="output folder for results.json, rd*.png, examples.png, index.html")
-    parser.add_argument("--levels", type=int, nargs="+", help="the real codec's knob values to sweep: JPEG qualities, HEVC QPs, ... (default: the config's codec.levels)")
+    parser.add_argument("--knobs", "--levels", dest="knobs", type=int, nargs="+", help="the real codec's knob values to sweep: JPEG qualities, HEVC QPs, ... (default: the config's codec.knobs; --levels is the old name)")
     parser.add_argument(
         "--compare", nargs="+", default=[], metavar="CKPT",
         help="other checkpoints with the same codec (e.g. a post-only variant) drawn and compared like baselines",
@@ -346,7 +346,7 @@ def run(args: argparse.Namespace) -> None:
     compare = [load_module(other) for other in args.compare]
     images = evaluation_images(module, args.images, args.samples)
     out = Path(args.out)
-    report = evaluate(module, images, out, args.levels, compare=compare)
+    report = evaluate(module, images, out, args.knobs, compare=compare)
     metrics = quality_metrics(module)
     files = figure_files(metrics).values()
     print(f"sandwich: wrote {out}/results.json, {', '.join(files)}, examples.png, index.html")

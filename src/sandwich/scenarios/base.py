@@ -15,7 +15,7 @@ Units:
   are told (:mod:`sandwich.nets.processor`) and which scales λ (``lmbda_level_exponent``).
 
 Training codes with the differentiable proxy at levels drawn over the codec's ``level_range``;
-validation codes with the real codec at each of ``codec.val_levels`` and logs the loss with real bits
+validation codes with the real codec at each of ``codec.val_knobs`` and logs the loss with real bits
 (``val/loss``, the checkpoint selection metric) and the PSNR per knob value.
 """
 
@@ -42,7 +42,7 @@ from sandwich.nets.processor import Processor
 from sandwich.scenarios.adapters import Adapter
 from sandwich.sample_format import to_array
 
-STAGE_KEYS = ("proxy", "real", "levels", "val_levels", "level_range")  # the codec config's CodecStage arguments
+STAGE_KEYS = ("proxy", "real", "knobs", "val_knobs", "level_range", "signal", "workers")  # the codec config's CodecStage arguments
 
 class Baseline(NamedTuple):
     """A baseline variant: its pre-processor, post-processor (None: the decoded bottleneck is the output),
@@ -54,7 +54,7 @@ class Baseline(NamedTuple):
     post: Processor | None
     adapter: Adapter
     codec: RealCodec | None = None
-    levels: tuple[int, ...] = ()
+    knobs: tuple[int, ...] = ()
 
 
 @dataclass
@@ -95,8 +95,8 @@ class SandwichModule(L.LightningModule):
     Args:
         config: the run's resolved configuration (``conf/``); stored in checkpoints so that
             ``sandwich eval`` rebuilds the same module. Keys used here: ``codec`` (the
-            :class:`~sandwich.codecs.stage.CodecStage`: ``proxy``, ``real``, ``levels``, ``val_levels``,
-            ``level_range``), ``net`` (the learned branches of both processors), ``scenario``
+            :class:`~sandwich.codecs.stage.CodecStage`: ``proxy``, ``real``, ``knobs``, ``val_knobs``,
+            ``level_range``, ``signal``, ``workers``), ``net`` (the learned branches of both processors), ``scenario``
             (``channels``, ``bit_depth``, ``pre`` and ``post`` bypasses, ``pre_learned``, ``tie_alpha``,
             ``baselines``),
             ``loss`` (``distortion``, ``form``), ``lmbda``, ``lmbda_level_exponent``, ``optim``
@@ -133,9 +133,9 @@ class SandwichModule(L.LightningModule):
         return {key: self.config["net"][key] for key in ("mlp", "unet", "unet_sees_bypass", "conditioned", "step_scaled")}
 
     def _build_baselines(self, baselines: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, Baseline]]:
-        """Each variant ``{pre, post, adapter, codec, levels}``: bypass specs, ``adapter: false`` to skip the
+        """Each variant ``{pre, post, adapter, codec, knobs}``: bypass specs, ``adapter: false`` to skip the
         scenario's adapter, and a real codec of its own (``{name, **options}``, with at least 4 knob values in
-        ``levels``), which takes the source's channels as they are (the adapter skipped). A baseline set to
+        ``knobs``), which takes the source's channels as they are (the adapter skipped). A baseline set to
         null (an experiment dropping one it inherits) is left out."""
         width = self.adapter.bottleneck_channels(self.codec.channels)
         built = {}
@@ -144,15 +144,15 @@ class SandwichModule(L.LightningModule):
                 continue
             built[name] = {}
             for label, v in variants.items():
-                codec, levels = (None, ()) if v.get("codec") is None else (CODECS.from_config(v["codec"]), tuple(int(k) for k in v.get("levels", ())))
-                if codec is not None and len(levels) < 4:
-                    raise InputError(f"scenario.baselines.{name}.{label}: a baseline codec needs at least 4 knob values in levels, got {list(levels)}")
-                for knob in levels:
-                    codec.check_level(knob)
+                codec, knobs = (None, ()) if v.get("codec") is None else (CODECS.from_config(v["codec"]), tuple(int(k) for k in v.get("knobs", ())))
+                if codec is not None and len(knobs) < 4:
+                    raise InputError(f"scenario.baselines.{name}.{label}: a baseline codec needs at least 4 knob values in knobs, got {list(knobs)}")
+                for knob in knobs:
+                    codec.check_knob(knob)
                 skip = codec is not None or not v.get("adapter", True)
                 inner = (codec or self.codec).channels if skip else width
                 post = None if v.get("post") is None else Processor(inner, self.channels, v["post"])
-                built[name][label] = Baseline(Processor(self.channels, inner, v["pre"]), post, Adapter() if skip else self.adapter, codec, levels)
+                built[name][label] = Baseline(Processor(self.channels, inner, v["pre"]), post, Adapter() if skip else self.adapter, codec, knobs)
         return built
 
     def own(self) -> Baseline:
@@ -166,7 +166,7 @@ class SandwichModule(L.LightningModule):
         coded = chain.adapter.to_codec(bottleneck)
         codec = chain.codec
         if codec is not None:
-            decoded, picture_bits = code_images(coded, codec, lambda image: codec.encode(image, knob))
+            decoded, picture_bits = code_images(coded, codec, lambda image, _: codec.encode(image, knob), self.codec.workers)
         else:
             decoded, picture_bits = self.codec.code_real(coded, knob) if real else self.codec(coded, picture_levels(level, coded))
         decoded, bits = chain.adapter.from_codec(decoded, picture_bits, bottleneck)
@@ -195,7 +195,7 @@ class SandwichModule(L.LightningModule):
     def baselines(self) -> dict[str, dict[str, Baseline]]:
         """The configured non-learned alternatives: ``{name: {variant label: Baseline}}``.
 
-        Every variant is swept over the codec's levels (or its own codec's) at evaluation; the variants of one baseline are
+        Every variant is swept over the codec's knob values (or its own codec's) at evaluation; the variants of one baseline are
         merged into one RD curve by their Pareto front.
         """
         return self.baseline_variants
@@ -227,9 +227,9 @@ class SandwichModule(L.LightningModule):
         return losses["loss"]
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
-        """Real codec at each of ``codec.val_levels``: ``val/loss`` (their mean, the selection metric),
+        """Real codec at each of ``codec.val_knobs``: ``val/loss`` (their mean, the selection metric),
         ``val/psnr_q<Q>`` and ``val/bpp_q<Q>`` (or ``..._qp<QP>``) per knob value."""
-        knobs = self.codec.val_levels
+        knobs = self.codec.val_knobs
         prefix = "q" if self.codec.knob == "quality" else self.codec.knob
         totals: dict[str, Tensor] = {}
         for knob in knobs:
@@ -250,13 +250,21 @@ class SandwichModule(L.LightningModule):
         ``bits_bias``: mean of ``proxy bits / real bits - 1`` (positive: the proxy over-charges);
         ``bits_spread``: mean of its absolute value; ``decode_psnr``: PSNR (dB, 8-bit) of the proxy's
         decode against the real decode. A training run optimises the proxy's numbers: when these drift,
-        it optimises an estimate the codec does not share.
+        it optimises an estimate the codec does not share. With a training signal that calls the real
+        codec (``codec.signal``), ``signal_bits_bias`` and ``signal_decode_psnr`` are the same figures for
+        what the loss is given (:meth:`~sandwich.codecs.stage.CodecStage.with_signal`, run again here).
         """
         coded = self.adapter.to_codec(real.bottleneck)
-        proxy_decoded, proxy_bits = self.codec(coded, picture_levels(real.level, coded))
-        proxy_decoded, proxy_bits = self.adapter.from_codec(proxy_decoded, proxy_bits, real.bottleneck)
-        ratio = proxy_bits / real.bits.clamp_min(1) - 1
-        return {"bits_bias": ratio.mean(), "bits_spread": ratio.abs().mean(), "decode_psnr": psnr(mse(real.decoded, proxy_decoded)).mean()}
+        levels = picture_levels(real.level, coded)
+        figures = {}
+        signals = {"": self.codec.proxy(coded, levels)}
+        if self.codec.signal.uses_real:
+            signals["signal_"] = self.codec.with_signal(coded, levels)
+        for prefix, (decoded, bits) in signals.items():
+            decoded, bits = self.adapter.from_codec(decoded, bits, real.bottleneck)
+            ratio = bits / real.bits.clamp_min(1) - 1
+            figures |= {f"{prefix}bits_bias": ratio.mean(), f"{prefix}bits_spread": ratio.abs().mean(), f"{prefix}decode_psnr": psnr(mse(real.decoded, decoded)).mean()}
+        return figures
 
     def _save_images(self, source: Tensor, out: SandwichOutput, index: int) -> None:
         """Source | bottleneck ("neural code") | decoded bottleneck | reconstruction, as a PNG and to TensorBoard or W&B."""

@@ -115,7 +115,7 @@ class Av1Codec(RealCodec):
     name = "av1"
     knob = "qp"
     higher_is_better = False
-    level_range = (1, 63)
+    knob_range = (1, 63)
     channels = 3
     subsampling = "420"
 
@@ -125,9 +125,9 @@ class Av1Codec(RealCodec):
         self.bit_depth = int(bit_depth)
         self.pix_fmt = pix_fmt_name("yuv420p", self.bit_depth)
 
-    def encode(self, image: np.ndarray, level: int) -> Encoded:
-        """Code ``image`` as one key frame at constant quantiser ``level`` (1..63, lower is better)."""
-        self.check_level(level)
+    def encode(self, image: np.ndarray, knob: int) -> Encoded:
+        """Code ``image`` as one key frame at constant quantiser ``knob`` (1..63, lower is better)."""
+        self.check_knob(knob)
         self.check_image(image)
         height, width = image.shape[:2]
         if height < MIN_SIZE or width < MIN_SIZE:
@@ -138,7 +138,7 @@ class Av1Codec(RealCodec):
 
         params = [
             "rc=0",
-            f"qp={int(level)}",
+            f"qp={int(knob)}",
             "aq-mode=0",
             "keyint=1",
             "color-range=1",

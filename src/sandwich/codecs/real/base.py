@@ -39,9 +39,11 @@ class RealCodec(abc.ABC):
 
     Attributes:
         name: short name used in configs and reports (``"jpeg"``, ``"hevc"``, ...).
-        knob: what ``level`` means for :meth:`encode` (``"quality"`` or ``"qp"``).
-        higher_is_better: whether a larger ``level`` gives higher quality and more bits.
-        level_range: inclusive ``(min, max)`` of ``level``.
+        knob: what the knob value of :meth:`encode` is (``"quality"`` or ``"qp"``). A *knob* is what the
+            codec's encoder takes; the processors are told a *level* instead (octaves of step scale,
+            :mod:`sandwich.codecs.real.levels`).
+        higher_is_better: whether a larger knob value gives higher quality and more bits.
+        knob_range: inclusive ``(min, max)`` of the knob values.
         channels: the number of channels this instance codes (1 or 3).
         bit_depth: bits per sample of the images it accepts and returns.
     """
@@ -49,13 +51,19 @@ class RealCodec(abc.ABC):
     name: str
     knob: str
     higher_is_better: bool
-    level_range: tuple[int, int]
+    knob_range: tuple[int, int]
     channels: int
     bit_depth: int = 8
+    takes_tables: bool = False  # whether ``encode_with_tables(image, luma, chroma)`` codes with explicit 8x8 step tables
+
+    def exact_level(self, knob: int) -> float | None:
+        """The level (octaves, :mod:`sandwich.codecs.real.levels`) of knob value ``knob`` where the codec's
+        own definition gives it (JPEG: its quality's tables); None where it is measured (``levels.json``)."""
+        return None
 
     @abc.abstractmethod
-    def encode(self, image: np.ndarray, level: int) -> Encoded:
-        """Code ``image`` (see module docstring for shapes and dtypes) at rate knob ``level``."""
+    def encode(self, image: np.ndarray, knob: int) -> Encoded:
+        """Code ``image`` (see module docstring for shapes and dtypes) at knob value ``knob`` (a quality or QP)."""
 
     @abc.abstractmethod
     def decode(self, data: bytes) -> np.ndarray:
@@ -82,8 +90,8 @@ class RealCodec(abc.ABC):
                 f"{self.name}: sample value {int(image.max())} does not fit in {self.bit_depth} bits"
             )
 
-    def check_level(self, level: int) -> None:
-        """Raise :class:`InputError` unless ``level`` lies in :attr:`level_range`."""
-        lo, hi = self.level_range
-        if not lo <= level <= hi:
-            raise InputError(f"{self.name}: {self.knob} {level} outside [{lo}, {hi}]")
+    def check_knob(self, knob: int) -> None:
+        """Raise :class:`InputError` unless knob value ``knob`` lies in :attr:`knob_range`."""
+        lo, hi = self.knob_range
+        if not lo <= knob <= hi:
+            raise InputError(f"{self.name}: {self.knob} {knob} outside [{lo}, {hi}]")

@@ -121,7 +121,7 @@ class HevcCodec(RealCodec):
     name = "hevc"
     knob = "qp"
     higher_is_better = False
-    level_range = (0, 51)
+    knob_range = (0, 51)
 
     def __init__(self, subsampling: str = "420", bit_depth: int = 8) -> None:
         if subsampling not in SUBSAMPLINGS:
@@ -134,12 +134,12 @@ class HevcCodec(RealCodec):
         base = {"420": "yuv420p", "444": "yuv444p", "400": "gray"}[subsampling]
         self.pix_fmt = pix_fmt_name(base, self.bit_depth)
 
-    def encode(self, image: np.ndarray, level: int) -> Encoded:
-        """Code ``image`` as one IDR picture at constant QP ``level`` (0..51, lower is better).
+    def encode(self, image: np.ndarray, knob: int) -> Encoded:
+        """Code ``image`` as one IDR picture at constant QP ``knob`` (0..51, lower is better).
 
         Returns the Annex-B stream (see the module docstring); ``payload_bits == 8 * len(data)``.
         """
-        self.check_level(level)
+        self.check_knob(knob)
         self.check_image(image)
         height, width = image.shape[:2]
         even = self.subsampling == "420"
@@ -155,7 +155,7 @@ class HevcCodec(RealCodec):
                 chroma = [downsample_420(c) for c in chroma]
             planes = [to_samples(p, self.bit_depth) for p in [ycc[..., 0], *chroma]]
 
-        units = self._x265(planes, int(level))
+        units = self._x265(planes, int(knob))
         if (coded_h, coded_w) != (height, width):
             units.insert(0, bytes([NAL_CROP << 1, 1, (coded_w - width) << 4 | (coded_h - height)]))
         data = join_nal_units(units)

@@ -15,7 +15,9 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image
 
+from sandwich.codecs.jpeg_tables import ijg_tables
 from sandwich.codecs.real.base import Encoded, RealCodec
+from sandwich.codecs.real.levels import level_of_steps
 from sandwich.codecs.real.pillow_decode import pillow_decode
 from sandwich.errors import InputError
 
@@ -60,8 +62,9 @@ class JpegCodec(RealCodec):
     name = "jpeg"
     knob = "quality"
     higher_is_better = True
-    level_range = (1, 100)
+    knob_range = (1, 100)
     bit_depth = 8
+    takes_tables = True
 
     def __init__(self, subsampling: str = "420", gray_pictures: bool = False) -> None:
         if subsampling not in SUBSAMPLINGS:
@@ -70,10 +73,14 @@ class JpegCodec(RealCodec):
         self.channels = 1 if subsampling == "400" else 3
         self.gray_pictures = gray_pictures and self.channels == 3
 
-    def encode(self, image: np.ndarray, level: int) -> Encoded:
-        """Code at libjpeg quality ``level`` (1..100, IJG tables scaled as ``jpeg_set_quality``)."""
-        self.check_level(level)
-        return self._save(image, quality=int(level))
+    def encode(self, image: np.ndarray, knob: int) -> Encoded:
+        """Code at libjpeg quality ``knob`` (1..100, IJG tables scaled as ``jpeg_set_quality``)."""
+        self.check_knob(knob)
+        return self._save(image, quality=int(knob))
+
+    def exact_level(self, knob: int) -> float:
+        """The level of quality ``knob``: the log2 ratio of its mean luma step to IJG quality 50's."""
+        return level_of_steps(ijg_tables(int(knob))[0])
 
     def encode_with_tables(self, image: np.ndarray, luma: np.ndarray, chroma: np.ndarray | None = None) -> Encoded:
         """Code with explicit ``(8, 8)`` natural-order tables, entries rounded to integers in [1, 255].

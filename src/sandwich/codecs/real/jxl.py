@@ -88,7 +88,7 @@ class JxlCodec(RealCodec):
     name = "jxl"
     knob = "quality"
     higher_is_better = True
-    level_range = (0, 100)
+    knob_range = (0, 100)
 
     def __init__(self, bit_depth: int = 8, channels: int = 3) -> None:
         if not is_int(bit_depth) or bit_depth not in BIT_DEPTHS:
@@ -98,11 +98,11 @@ class JxlCodec(RealCodec):
         self.bit_depth = int(bit_depth)
         self.channels = int(channels)
 
-    def encode(self, image: np.ndarray, level: int) -> Encoded:
-        """Code at cjxl quality ``level`` (0..100, higher is better; 100 is lossless)."""
-        self.check_level(level)
+    def encode(self, image: np.ndarray, knob: int) -> Encoded:
+        """Code at cjxl quality ``knob`` (0..100, higher is better; 100 is lossless)."""
+        self.check_knob(knob)
         self.check_image(image)
-        distance = distance_from_quality(level)
+        distance = distance_from_quality(knob)
         try:
             data = imagecodecs.jpegxl_encode(
                 np.ascontiguousarray(image),

@@ -58,10 +58,11 @@ class KnobLevels:
 
     def __init__(self, codec: RealCodec) -> None:
         self.codec = codec
-        low, high = codec.level_range
+        low, high = codec.knob_range
         self.knobs = np.arange(low, high + 1)
-        if codec.name == "jpeg":
-            levels = [level_of_steps(ijg_tables(int(q))[0]) for q in self.knobs]
+        exact = [codec.exact_level(int(k)) for k in self.knobs]
+        if all(level is not None for level in exact):
+            levels = exact
         else:
             entry = _calibrations().get(layout(codec))
             if entry is None:
@@ -73,7 +74,7 @@ class KnobLevels:
 
     def level(self, knob: int) -> float:
         """The level (octaves) of knob value ``knob``."""
-        self.codec.check_level(int(knob))
+        self.codec.check_knob(int(knob))
         return float(self.levels[int(knob) - self.knobs[0]])
 
     def knob(self, level: float) -> int:

@@ -30,7 +30,7 @@ class UltraHdrCodec(RealCodec):
     name = "ultrahdr"
     knob = "quality"
     higher_is_better = True
-    level_range = (1, 100)
+    knob_range = (1, 100)
     channels = 3
 
     def __init__(self, bit_depth: int = 16) -> None:
@@ -38,12 +38,12 @@ class UltraHdrCodec(RealCodec):
             raise InputError(f"ultrahdr: bit_depth {bit_depth!r} must be 10..16 (PQ code values)")
         self.bit_depth = bit_depth
 
-    def encode(self, image: np.ndarray, level: int) -> Encoded:  # noqa: D102
+    def encode(self, image: np.ndarray, knob: int) -> Encoded:  # noqa: D102
         self.check_image(image)
-        self.check_level(level)
+        self.check_knob(knob)
         linear = pq_decode(image / peak(self.bit_depth)) / REFERENCE_WHITE_NITS
         rgba = np.concatenate([linear, np.ones_like(linear[..., :1])], axis=2).astype(np.float16)
-        data = bytes(imagecodecs.ultrahdr_encode(rgba, level=int(level)))
+        data = bytes(imagecodecs.ultrahdr_encode(rgba, level=int(knob)))
         return Encoded(data, 8 * len(data))
 
     def decode(self, data: bytes) -> np.ndarray:  # noqa: D102

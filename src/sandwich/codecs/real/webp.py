@@ -58,19 +58,19 @@ class WebpCodec(RealCodec):
     name = "webp"
     knob = "quality"
     higher_is_better = True
-    level_range = (0, 100)
+    knob_range = (0, 100)
     channels = 3
     bit_depth = 8
     subsampling = "420"
 
-    def encode(self, image: np.ndarray, level: int) -> Encoded:
-        """Code at libwebp quality ``level`` (0..100, higher is better)."""
-        self.check_level(level)
+    def encode(self, image: np.ndarray, knob: int) -> Encoded:
+        """Code at libwebp quality ``knob`` (0..100, higher is better)."""
+        self.check_knob(knob)
         self.check_image(image)
         if image.shape[0] > 16383 or image.shape[1] > 16383:
             raise InputError(f"webp: image {image.shape[:2]} exceeds WebP's 16383x16383 limit")
         buf = io.BytesIO()
-        Image.fromarray(image, mode="RGB").save(buf, format="WEBP", quality=int(level), method=_METHOD)
+        Image.fromarray(image, mode="RGB").save(buf, format="WEBP", quality=int(knob), method=_METHOD)
         data = buf.getvalue()
         return Encoded(data=data, payload_bits=8 * webp_payload_bytes(data))
 
