@@ -11,7 +11,7 @@ from sandwich.codecs.real.base import RealCodec
 from sandwich.codecs.real.hevc import HevcCodec
 from sandwich.codecs.real.jpeg import JpegCodec
 from sandwich.codecs.real.jxl import JxlCodec
-from sandwich.codecs.real.registry import CODECS, create_codec
+from sandwich.codecs.real.registry import CODECS
 from sandwich.codecs.real.webp import WebpCodec
 from sandwich.errors import InputError
 
@@ -255,15 +255,15 @@ def test_stream_of_another_kind_raises_input_error(writer, reader) -> None:
 
 def test_registry_creates_each_codec() -> None:
     assert set(CODECS) == {"jpeg", "hevc", "av1", "webp", "jxl", "ultrahdr"}
-    assert isinstance(create_codec("jpeg", subsampling="444"), JpegCodec)
-    hevc = create_codec("hevc", subsampling="400", bit_depth=12)
+    assert isinstance(CODECS.create("jpeg", subsampling="444"), JpegCodec)
+    hevc = CODECS.create("hevc", subsampling="400", bit_depth=12)
     assert isinstance(hevc, HevcCodec) and hevc.channels == 1 and hevc.bit_depth == 12
-    assert create_codec("av1", bit_depth=10).bit_depth == 10
-    assert isinstance(create_codec("webp"), WebpCodec)
-    jxl = create_codec("jxl", bit_depth=16, channels=1)
+    assert CODECS.create("av1", bit_depth=10).bit_depth == 10
+    assert isinstance(CODECS.create("webp"), WebpCodec)
+    jxl = CODECS.create("jxl", bit_depth=16, channels=1)
     assert jxl.bit_depth == 16 and jxl.channels == 1
     for name, cls in ((n, CODECS.get(n)) for n in CODECS):
-        assert create_codec(name).name == name and isinstance(create_codec(name), cls)
+        assert CODECS.create(name).name == name and isinstance(CODECS.create(name), cls)
 
 
 @pytest.mark.parametrize(
@@ -285,4 +285,4 @@ def test_registry_creates_each_codec() -> None:
 )
 def test_registry_rejects_bad_arguments(name: str, kwargs: dict, match: str) -> None:
     with pytest.raises(InputError, match=match):
-        create_codec(name, **kwargs)
+        CODECS.create(name, **kwargs)

@@ -24,7 +24,7 @@ from sandwich.codecs.color import luma8
 from sandwich.codecs.jpeg_tables import ijg_tables
 from sandwich.codecs.real.base import RealCodec
 from sandwich.codecs.real.levels import LEVELS_PATH, level_of_steps
-from sandwich.codecs.real.registry import create_codec
+from sandwich.codecs.real.registry import CODECS
 from sandwich.data.samples import COLOR_TRAIN_PHOTOS, load_photos
 from sandwich.sample_format import peak
 
@@ -55,9 +55,9 @@ def _mean_log_mse(codec: RealCodec, images: list[np.ndarray], knob: int) -> floa
 def fit(layout: str, images: list[np.ndarray]) -> dict:
     """The calibration entry of ``layout``: knob grid, levels, and HEVC-style slope (knob per octave)."""
     name, options = LAYOUTS[layout]
-    codec = create_codec(name, **options)
+    codec = CODECS.create(name, **options)
     subsampling = "400" if codec.channels == 1 else getattr(codec, "subsampling", "420")
-    jpeg = create_codec("jpeg", subsampling=subsampling if subsampling in ("420", "444", "400") else "420")
+    jpeg = CODECS.create("jpeg", subsampling=subsampling if subsampling in ("420", "444", "400") else "420")
     if codec.channels == 1:
         images = [luma8(image) for image in images]
     jpeg_levels = np.array([level_of_steps(ijg_tables(q)[0]) for q in JPEG_QUALITIES])

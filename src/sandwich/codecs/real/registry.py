@@ -1,4 +1,5 @@
-"""Real codecs by name: ``create_codec("hevc", subsampling="444", bit_depth=10)``."""
+"""Real codecs by name: ``CODECS.create("hevc", subsampling="444", bit_depth=10)`` (unknown names, options or
+values raise :class:`~sandwich.errors.InputError`)."""
 
 from __future__ import annotations
 
@@ -15,17 +16,3 @@ CODECS: Registry[RealCodec] = Registry(
     "codec", {"jpeg": JpegCodec, "hevc": HevcCodec, "av1": Av1Codec, "webp": WebpCodec, "jxl": JxlCodec, "ultrahdr": UltraHdrCodec}
 )
 
-
-def codec_names() -> list[str]:
-    """Names :func:`create_codec` accepts, in registry order."""
-    return CODECS.names()
-
-
-def create_codec(name: str, **kwargs) -> RealCodec:
-    """A new codec instance by registry name, constructed with ``kwargs``.
-
-    Raises:
-        InputError: an unknown name, a keyword the codec does not take, or a value it rejects
-            (e.g. ``subsampling="422"``, an unsupported ``bit_depth``).
-    """
-    return CODECS.create(name, **kwargs)
