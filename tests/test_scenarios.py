@@ -15,7 +15,7 @@ from PIL import Image
 
 from sandwich.cli import main
 from sandwich.codecs.real.jpeg import JpegCodec
-from sandwich.codecs.real.registry import create_codec
+from sandwich.codecs.real.registry import CODECS
 from sandwich.config import compose, group_options
 from sandwich.data.samples import BLENDER_WORLDS, OPENCV_DATA, OXYGEN_ICONS
 from sandwich.evaluate.checkpoint import load_module
@@ -82,7 +82,7 @@ def test_identity_sandwich_is_the_plain_codec(tmp_path, experiment):
     module = create_module(tiny_config(tmp_path, experiment, "net=none", *bypass)).eval()
     x = photo("coffee", 128, 160)
     codec_input = x if module.codec.channels == 3 else module.pre(x)
-    real_codec = create_codec(module.config["codec"]["real"]["name"], subsampling=module.config["codec"]["subsampling"])
+    real_codec = CODECS.create(module.config["codec"]["real"]["name"], subsampling=module.config["codec"]["subsampling"])
     knob = 50 if module.codec.real.name == "jpeg" else module.codec.knobs[len(module.codec.knobs) // 2]
     if module.codec.real.name == "jpeg":  # the proxy is JPEG's, at q50 with exactly the real codec's tables
         level = torch.tensor([module.codec.level_of(knob)])
