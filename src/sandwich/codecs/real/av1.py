@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import os
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 
 from sandwich.codecs.real.base import Encoded, RealCodec
@@ -48,6 +48,9 @@ from sandwich.codecs.real.yuv import (
     ycbcr_to_rgb,
 )
 from sandwich.errors import InputError
+
+if TYPE_CHECKING:  # PyAV (FFmpeg) is imported where a picture is coded: JPEG-only work never loads FFmpeg
+    import av
 
 os.environ.setdefault("SVT_LOG", "1")
 
@@ -144,6 +147,8 @@ class Av1Codec(RealCodec):
             "color-range=1",
             "matrix-coefficients=6",
         ]
+        import av
+
         ctx = av.CodecContext.create("libsvtav1", "w")
         ctx.width, ctx.height = width, height
         ctx.pix_fmt = self.pix_fmt
@@ -161,6 +166,8 @@ class Av1Codec(RealCodec):
         kinds = [kind for kind, _ in split_obus(data)]
         if OBU_SEQUENCE_HEADER not in kinds or not {OBU_FRAME, OBU_TILE_GROUP} & set(kinds):
             raise InputError("av1: corrupt stream (missing sequence header or frame)")
+        import av
+
         ctx = av.CodecContext.create("libdav1d", "r")
         try:
             frames = ctx.decode(av.Packet(data)) + ctx.decode(None)

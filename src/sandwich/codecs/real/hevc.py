@@ -39,8 +39,8 @@ damaged image without an error.
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 
 from sandwich.codecs.real.base import Encoded, RealCodec
@@ -57,6 +57,9 @@ from sandwich.codecs.real.yuv import (
     ycbcr_to_rgb,
 )
 from sandwich.errors import InputError
+
+if TYPE_CHECKING:  # PyAV (FFmpeg) is imported where a picture is coded: JPEG-only work never loads FFmpeg
+    import av
 
 SUBSAMPLINGS = ("420", "444", "400")
 BIT_DEPTHS = (8, 10, 12)
@@ -186,6 +189,8 @@ class HevcCodec(RealCodec):
             params.append("colormatrix=smpte170m")
         if self.subsampling == "420":
             params.append("chromaloc=1")
+        import av
+
         ctx = av.CodecContext.create("libx265", "w")
         ctx.width, ctx.height = width, height
         ctx.pix_fmt = self.pix_fmt
@@ -238,6 +243,8 @@ class HevcCodec(RealCodec):
     @staticmethod
     def _ffmpeg(stream: bytes) -> av.VideoFrame:
         """Decode exactly one picture with FFmpeg's HEVC decoder (slice threads: entry points checked)."""
+        import av
+
         ctx = av.CodecContext.create("hevc", "r")
         ctx.thread_type = "SLICE"
         ctx.thread_count = 2

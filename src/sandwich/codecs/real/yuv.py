@@ -7,8 +7,12 @@ samples in ``[0, 2**bit_depth - 1]`` at the codec boundary.
 
 from __future__ import annotations
 
-import av
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:  # PyAV (FFmpeg) is imported where a frame is made: JPEG-only work never loads FFmpeg
+    import av
 
 # Full-range BT.601 (JFIF) RGB -> YCbCr; Cb/Cr rows get the mid-grey offset added separately.
 _RGB_TO_YCC = np.array(
@@ -103,6 +107,8 @@ def upsample_420(plane: np.ndarray) -> np.ndarray:
 
 def frame_from_planes(planes: list[np.ndarray], pix_fmt: str) -> av.VideoFrame:
     """A PyAV frame of ``pix_fmt`` holding ``planes`` (uint8 or little-endian uint16, luma first)."""
+    import av
+
     height, width = planes[0].shape
     frame = av.VideoFrame(width, height, pix_fmt)
     for dst, src in zip(frame.planes, planes, strict=True):
