@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_DATA := opencv-doc oxygen-icon-theme blender-data   # the stereo, rgba and hdr sample sets (src/sandwich/data/samples.py)
 
-.PHONY: setup demo test bench debian-data
+.PHONY: setup demo test bench gpu-check debian-data
 
 $(BIN)/sandwich: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test: setup
 
 bench: setup
 	$(BIN)/sandwich bench proxy --codec jpeg --subsampling 420 --json bench-proxy-420.json
+
+gpu-check: setup   # on a lent GPU (about 7 minutes; README "GPU check"); on a machine without CUDA, token sizes on the CPU
+	$(BIN)/sandwich bench gpu --json gpu-check.json
 
 debian-data:
 	$(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_DATA) || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_DATA); }

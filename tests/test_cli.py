@@ -66,7 +66,51 @@ def test_bench_train_writes_step_figures(tmp_path: Path) -> None:
     assert report["step_ms"] > report["codec_ms"] > 0 and 0 < report["codec_share"] < 1
     assert 0 < report["distortion_share"] < 1
     assert report["images_per_s"] == pytest.approx(2 / (report["step_ms"] / 1e3))
-    assert "step ms" in result.stdout
+    assert report["real_codec_ms"] is None and report["signal"] == "proxy/proxy"
+    assert report["lightning_step_ms"] > 0 and report["lightning_overhead"] == pytest.approx(report["lightning_step_ms"] / report["step_ms"] - 1)
+    assert "step ms" in result.stdout and "Lightning step" in result.stdout
+
+
+def test_bench_train_times_the_real_codec_of_a_real_signal(tmp_path: Path) -> None:
+    """rgb_hevc trains with x265 in the loop: its coding of the batch has a share of the step."""
+    out = tmp_path / "bench-train.json"
+    result = sandwich("bench", "train", "--repeats", "1", "--json", str(out), "experiment=rgb_hevc", "data.crop=32", "data.batch_size=2")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["signal"] == "calibrated/real" and report["real_codec_ms"] > 0 and 0 < report["real_codec_share"] < 1
+
+
+@pytest.mark.parametrize("experiment", ["stereo_jpeg", "hdr12_jpeg"])
+def test_bench_train_builds_the_data_of_the_scenario(tmp_path: Path, experiment: str) -> None:
+    """N-channel and high-bit-depth experiments are timed on their own data (the scenario's channels and bit depth)."""
+    from sandwich.data.samples import BLENDER_WORLDS, OPENCV_DATA
+
+    data = {"stereo_jpeg": OPENCV_DATA, "hdr12_jpeg": BLENDER_WORLDS}[experiment]
+    if not data.is_dir():
+        pytest.skip(f"{experiment} trains on {data} (make debian-data)")
+    out = tmp_path / "bench-train.json"
+    result = sandwich("bench", "train", "--repeats", "1", "--json", str(out), f"experiment={experiment}", "data.crop=32", "data.batch_size=2")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text())["experiment"] == experiment
+
+
+def test_gpu_check_runs_on_the_cpu_and_says_what_it_skipped(tmp_path: Path) -> None:
+    """``make gpu-check`` without CUDA: token sizes, a short training and its evaluation, and each skipped part named."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: make gpu-check runs the full check")
+    out = tmp_path / "gpu-check.json"
+    result = sandwich("bench", "gpu", "--json", str(out), "--train-seconds", "5", "--out", str(tmp_path / "work"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["device"] == "cpu (no CUDA)" and set(report["parts"]) == {"kernels", "train", "run"}
+    assert {"tests", "kernels:gpu"} <= set(report["skipped"]) and any("bf16" in k for k in report["skipped"])
+    assert report["parts"]["kernels"]["gpu_note"].startswith("no CUDA")
+    assert [r["experiment"] for r in report["parts"]["train"]] == ["rgb_jpeg420"]
+    run = report["parts"]["run"]
+    assert run["steps"] > 0 and isinstance(run["bd_rate_percent"], float) and (tmp_path / "work" / "run" / "eval" / "results.json").is_file()
+    assert "skipped tests" in result.stdout
 
 
 def _assert_refused(result: subprocess.CompletedProcess, needle: str, out: Path) -> None:

@@ -32,6 +32,7 @@ BENCHMARKS = {
     "train": ("sandwich.bench.train", "training throughput, the codec proxy's share of a step, peak memory"),
     "kernels": ("sandwich.bench.kernels", "block-codec kernels: CPU reference vs compiled vs Triton, copy-bound fractions"),
     "data": ("sandwich.bench.data", "the shard pipeline (decode, crop, augment) vs in-memory tensors vs the training step"),
+    "gpu": ("sandwich.bench.gpu_check", "the lent-GPU check (make gpu-check): CUDA tests, kernels, training throughput, a 3-minute run; token sizes on CPU"),
 }
 
 
