@@ -102,6 +102,8 @@ def lightning_step_seconds(module: SandwichModule, batch: Tensor, steps: int, wa
 def measure(config: dict, repeats: int = 5, device: str = "cpu", autocast: str | None = None) -> dict:
     """The figures of the module docstring for a resolved run configuration."""
     dev = pick_device(device)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)  # this benchmark's own peak, not an earlier one's in the same process
     batch, crop = config["data"]["batch_size"], config["data"]["crop"]
     torch.manual_seed(config["seed"])
     module = create_module(config).to(dev).train()
