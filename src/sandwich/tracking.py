@@ -90,7 +90,7 @@ def wandb_logger(out_dir: Path, project: str = "sandwich", entity: str | None = 
         mode: ``online``, ``offline`` or ``disabled``; None: see :func:`wandb_mode`.
     """
     out_dir = Path(out_dir)
-    return WandbLogger(
+    logger = WandbLogger(
         name="/".join(out_dir.resolve().parts[-2:]),
         save_dir=out_dir,
         id=run_id(out_dir),
@@ -99,6 +99,10 @@ def wandb_logger(out_dir: Path, project: str = "sandwich", entity: str | None = 
         mode=wandb_mode(mode),
         resume="allow",
     )
+    # Lightning always passes anonymous=None to wandb.init, which W&B >= 0.22 answers on every run with
+    # "The anonymous setting has no effect and will be removed in a future version": leave it unset.
+    logger._wandb_init.pop("anonymous", None)
+    return logger
 
 
 class WandbRun(Callback):
