@@ -98,7 +98,9 @@ def test_a_real_signal_draws_levels_of_knob_values() -> None:
     assert len(set(levels)) > 10 and min(levels) >= stage.level_range[0] - 0.2 and max(levels) <= stage.level_range[1] + 0.2
 
 
-@pytest.mark.parametrize(("signal", "match"), [({"rate": "real"}, "codec.signal.rate"), ({"decode": "x265"}, "codec.signal.decode")])
+@pytest.mark.parametrize(
+    ("signal", "match"), [({"rate": "real"}, "codec.signal.rate"), ({"decode": "x265"}, "codec.signal.decode"), ({"gradient": "real"}, "unknown key")]
+)
 def test_an_unknown_signal_is_refused(signal: dict, match: str) -> None:
     with pytest.raises(InputError, match=match):
         CodecStage({"name": "jpeg", "subsampling": "420"}, {"name": "hevc", "subsampling": "420"}, [30], signal=signal)

@@ -168,6 +168,9 @@ class CodecStage(nn.Module):
         for knob in (*self.knobs, *self.val_knobs):
             self.real.check_knob(knob)
         self.channels = self.real.channels
+        unknown = set(signal or {}) - {"rate", "decode"}
+        if unknown:
+            raise InputError(f"codec.signal: unknown key(s) {', '.join(sorted(unknown))}; it takes rate, decode")
         self.signal = TrainingSignal(**(signal or {}))
         if int(workers) < 1:
             raise InputError(f"codec.workers={workers} must be >= 1")
