@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 from fractions import Fraction
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -48,9 +47,6 @@ from sandwich.codecs.real.yuv import (
     ycbcr_to_rgb,
 )
 from sandwich.errors import InputError
-
-if TYPE_CHECKING:  # PyAV (FFmpeg) is imported where a picture is coded: JPEG-only work never loads FFmpeg
-    import av
 
 os.environ.setdefault("SVT_LOG", "1")
 
@@ -147,7 +143,7 @@ class Av1Codec(RealCodec):
             "color-range=1",
             "matrix-coefficients=6",
         ]
-        import av
+        import av  # PyAV (FFmpeg) is imported where a picture is coded: JPEG-only work never loads FFmpeg
 
         ctx = av.CodecContext.create("libsvtav1", "w")
         ctx.width, ctx.height = width, height
