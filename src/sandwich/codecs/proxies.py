@@ -21,7 +21,6 @@ from sandwich.registry import Registry
 from sandwich.sample_format import peak
 
 
-
 class Proxy(Protocol):
     """What the codec stage needs of a differentiable proxy.
 
