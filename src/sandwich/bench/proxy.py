@@ -1,4 +1,5 @@
-"""``sandwich bench proxy``: the JPEG proxy against real libjpeg-turbo, and its speed against kornia.
+"""``sandwich bench proxy``: the JPEG proxy against real libjpeg-turbo, and its speed against kornia
+(``--codec hevc``: the HEVC-intra proxy against x265, :mod:`sandwich.bench.proxy_hevc`).
 
 For every image and quality 10, 20, ..., 90, 95 it codes the image with libjpeg-turbo and with the proxy
 using the same IJG tables. The default images are every sample photo source, each marked as in or out
@@ -31,13 +32,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from sandwich.bench import proxy_hevc
+from sandwich.bench.proxy_photos import load_images, rate_by_source
 from sandwich.bench.timing import interleaved_medians, print_table
 from sandwich.codecs.jpeg_pair import code_pair, tables_for
 from sandwich.codecs.jpeg_proxy import JpegProxy
-from sandwich.codecs.rate.fit import DEFOCUS_SIGMAS
 from sandwich.codecs.rate.linear import LinearJpegRate
-from sandwich.data.images import defocus, list_images, read_image
-from sandwich.data.samples import RATE_FIT_PHOTOS, RATE_HELD_OUT_PHOTOS, load_photos, source_of
 from sandwich.errors import InputError
 from sandwich.files import write_json
 from sandwich.metrics.psnr import psnr_db
@@ -48,44 +48,11 @@ SPEED_SHAPE = (16, 256, 256)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register this benchmark's options."""
-    parser.add_argument("--codec", default="jpeg", choices=["jpeg"], help="codec to compare (only jpeg has a proxy)")
+    parser.add_argument("--codec", default="jpeg", choices=["jpeg", "hevc"], help="codec whose proxy to compare with it (hevc: x265)")
     parser.add_argument("--subsampling", default="420", choices=["444", "420", "400"], help="chroma subsampling")
     parser.add_argument("--images", type=Path, default=None, help="folder of PNG/JPEG photos (default: held-out sample photos)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here as JSON")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for the speed test (default: torch's)")
-
-
-DEFOCUSED = "~defocused"
-
-
-def _load_images(folder: Path | None) -> dict[str, np.ndarray]:
-    """``{name: (H, W, 3) uint8}``: the folder's images (named ``images/FILE``), or every sample source
-    with SPORCO's photos also defocused (``sporco~defocused/NAME``) at the strongest fit blur."""
-    if folder is None:
-        held_out = load_photos(RATE_HELD_OUT_PHOTOS)
-        defocused = {f"{source_of(name)}{DEFOCUSED}/{name.split('/')[1]}": defocus(rgb, max(DEFOCUS_SIGMAS)) for name, rgb in held_out.items()}
-        return load_photos(RATE_FIT_PHOTOS) | held_out | defocused
-    return {f"images/{path.name}": read_image(path) for path in list_images(folder)}
-
-
-def rate_by_source(names: list[str], errors: list[float]) -> dict[str, dict]:
-    """Median and p90 |relative error| per photo source, and whether the source is in the rate model's fit set.
-
-    ``names[i]`` is the image of ``errors[i]``.
-    """
-    fitted = {source_of(name) for name in RATE_FIT_PHOTOS}
-    groups: dict[str, list[float]] = {}
-    for name, error in zip(names, errors, strict=True):
-        groups.setdefault(source_of(name), []).append(error)
-    return {
-        source: {
-            "in_fit_set": source in fitted,
-            "median_abs_rel_err": float(np.median(values)),
-            "p90_abs_rel_err": float(np.quantile(values, 0.9)),
-            "codings": len(values),
-        }
-        for source, values in groups.items()
-    }
 
 
 def measure_rd(images: dict[str, np.ndarray], subsampling: str) -> tuple[list[dict], list[tuple[str, float]], list[float]]:
@@ -153,7 +120,9 @@ def run(args: argparse.Namespace) -> dict:
         if args.threads < 1:
             raise InputError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    images = _load_images(args.images)
+    if args.codec == "hevc":
+        return proxy_hevc.run(args)
+    images = load_images(args.images)
     points, named_errors, recon_all = measure_rd(images, args.subsampling)
     rate_errors = [error for _, error in named_errors]
     by_source = rate_by_source([name for name, _ in named_errors], rate_errors)

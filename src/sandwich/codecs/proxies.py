@@ -3,7 +3,8 @@
 A proxy codes bottlenecks ``(N, C, H, W)`` on the [0, 1] scale at levels ``(N,)`` (octaves of step scale,
 :mod:`sandwich.codecs.real.levels`) and returns the decoded bottlenecks (same shape, [0, 1]) and
 differentiable bit estimates ``(N,)``. Every proxy implements :class:`Proxy`; nothing asks a proxy or
-a codec its name. Today there is one, the JPEG proxy.
+a codec its name. Two are registered: ``jpeg`` (:mod:`sandwich.codecs.jpeg_proxy`) and ``hevc``
+(:mod:`sandwich.codecs.hevc_proxy`, an HEVC-intra proxy of x265).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from sandwich.codecs.hevc_proxy.proxy import HevcIntraProxy
 from sandwich.codecs.jpeg_proxy import JpegProxy, jpeg_proxy
 from sandwich.codecs.rate.linear import LinearJpegRate
 from sandwich.codecs.real.levels import REFERENCE_LUMA_STEP, level_of_steps
@@ -53,6 +55,7 @@ class Proxy(Protocol):
 
 
 PROXIES: Registry[nn.Module] = Registry("proxy")
+PROXIES.register("hevc")(HevcIntraProxy)
 
 
 @PROXIES.register("jpeg")

@@ -1,7 +1,9 @@
 """HEVC-intra through x265 (PyAV's ``libx265``), decoded with FFmpeg's native HEVC decoder.
 
 One picture, coded as an IDR frame at a constant QP (``qp=NN``; x265 applies no adaptive
-quantisation in constant-QP mode) with x265's ``medium`` preset otherwise. The stream is a raw
+quantisation in constant-QP mode) with x265's ``medium`` preset otherwise. The knob is x265's ``qp``
+option: x265 codes an I slice ``6 log2(ipratio) = 2.9`` below it (ipratio 1.4), so knob value 17 has
+slice QP 14 (what a decoder reads; the HEVC proxy models it). The stream is a raw
 Annex-B elementary stream (no container): VPS, SPS, PPS and the slice NAL unit(s), each behind a
 start code. x265 is run with ``info=0`` (no ~2 KB encoder-version SEI), ``repeat-headers=0``,
 ``aud=0``, ``hrd=0`` and no VUI timing/HRD info; any SEI NAL unit (types 39/40) that still appears
