@@ -133,15 +133,16 @@ def test_tables_follow_the_standard() -> None:
 
 @pytest.mark.parametrize("qp", [27, 37, 47])
 def test_decode_is_close_to_x265_on_photos_it_never_saw(qp: int) -> None:
-    """On a held-out SPORCO crop, the proxy's PSNR is within 2.5 dB of x265's and its decode is near x265's."""
+    """On a held-out SPORCO crop, the proxy's PSNR is within 1.2 dB of x265's (measured: 0.2-0.5 dB; coding
+    at the knob value instead of x265's slice QP 3 below it: 1.9-2.5 dB) and its decode is near x265's."""
     rgb = _crop("sporco/kodim23", side=128)
     codec = HevcCodec("420")
     real = codec.decode(codec.encode(rgb, qp).data)
     with torch.no_grad():
         out = hevc_intra_proxy(_batch(rgb), torch.tensor(tables.slice_qp([qp])), "420", HevcRate())
     proxy = out.recon[0].permute(1, 2, 0).numpy().astype(np.uint8)
-    assert psnr_db(real, rgb) - psnr_db(proxy, rgb) < 2.5
-    assert psnr_db(proxy, real) > psnr_db(real, rgb) - 3.0
+    assert psnr_db(real, rgb) - psnr_db(proxy, rgb) < 1.2
+    assert psnr_db(proxy, real) > psnr_db(real, rgb) - 1.0
 
 
 def test_rate_model_on_a_source_outside_its_fit_set() -> None:
@@ -170,19 +171,21 @@ def test_intra_prediction_and_larger_transforms_save_bits() -> None:
     assert float(full) < 0.8 * float(plain)
 
 
-def test_gradients_reach_the_input_and_bits_grow_with_texture() -> None:
-    """Decode and bits are differentiable in the input; adding texture raises the bits, and their gradient
-    along the texture is positive."""
+def test_gradients_reach_the_input_and_follow_the_bits() -> None:
+    """Decode and bits are differentiable in the input. Along added texture, at a fine level (where the
+    mode and size decisions hardly move), the bits' gradient is within 1.5x of their finite difference
+    (measured: 1.2-1.3x; at coarse levels the discrete decisions make the difference noisy)."""
     rgb = _crop("sporco/tulips", side=64)
     proxy = HevcIntraProxy("420")
     x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
     texture = torch.randn(x.shape, generator=torch.Generator().manual_seed(0)) * 0.02
+    level = torch.tensor([-2.0])
     alpha = torch.tensor(1.0, requires_grad=True)
-    decoded, bits = proxy(x + alpha * texture, torch.tensor([0.0]))
+    _, bits = proxy(x + alpha * texture, level)
     bits.sum().backward()
-    assert alpha.grad is not None and float(alpha.grad) > 0
     with torch.no_grad():
-        assert float(proxy(x + 2 * texture, torch.tensor([0.0]))[1]) > float(bits)
+        difference = float(proxy(x + 1.25 * texture, level)[1] - proxy(x + 0.75 * texture, level)[1]) / 0.5
+    assert difference > 0 and 1 / 1.5 < float(alpha.grad) / difference < 1.5
     x_leaf = x.clone().requires_grad_(True)
     decoded, _ = proxy(x_leaf, torch.tensor([0.0]))
     decoded.square().sum().backward()
