@@ -35,7 +35,7 @@ RUN mkdir -p "$NUMBA_CACHE_DIR" /workspace && chown -R sandwich /opt/sandwich /w
 # A non-root user; numba's kernels (block codec, JPEG proxy colour stages) compiled into its cache now,
 # so that a container does not spend its first training step compiling them.
 USER sandwich
-RUN python -c "import torch; from sandwich.codecs.jpeg_proxy import JpegProxy; \
+RUN python -c "import torch; from sandwich.codecs.jpeg_proxy.proxy import JpegProxy; \
 [JpegProxy(s, quality=50)(torch.rand(1, 3, 16, 16, requires_grad=True) * 255).recon.sum().backward() for s in ('444', '420')]"
 
 WORKDIR /workspace

@@ -25,6 +25,7 @@ test: setup
 
 bench: setup
 	$(BIN)/sandwich bench proxy --codec jpeg --subsampling 420 --json bench-proxy-420.json
+	$(BIN)/sandwich bench proxy --codec hevc --subsampling 420 --json bench-proxy-hevc.json
 
 gpu-check: setup   # on a lent GPU (about 7 minutes; README "GPU check"); on a machine without CUDA, token sizes on the CPU
 	$(BIN)/sandwich bench gpu --json gpu-check.json

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sandwich.codecs import jpeg_proxy as proxy_module
+from sandwich.codecs.jpeg_proxy import proxy as proxy_module
 from sandwich.codecs.blockcodec import CodedPlanes
 from sandwich.codecs.jpeg_tables import ijg_tables
 from sandwich.codecs.kernels import numba_jpeg_color

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from sandwich.codecs.color import rgb_to_ycbcr, ycbcr_to_rgb
-from sandwich.codecs.jpeg_pair import code_pair, tables_for
-from sandwich.codecs.jpeg_proxy import JpegProxy, jpeg_proxy
+from sandwich.codecs.jpeg_proxy.pair import code_pair, tables_for
+from sandwich.codecs.jpeg_proxy.proxy import JpegProxy, jpeg_proxy
 from sandwich.codecs.jpeg_tables import ijg_tables
 from sandwich.codecs.real.jpeg import JpegCodec
 from sandwich.codecs.resample import box_down2, triangle_up2

@@ -452,8 +452,8 @@ def test_cuda_dispatch_and_switch(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @cuda
 def test_cuda_jpeg_proxy_same_with_triton_and_reference(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sandwich.codecs.jpeg_proxy import JpegProxy
-    from sandwich.codecs.rate.linear import LinearJpegRate
+    from sandwich.codecs.jpeg_proxy.proxy import JpegProxy
+    from sandwich.codecs.jpeg_proxy.rate import LinearJpegRate
 
     x = (torch.rand(4, 3, 200, 136, generator=torch.Generator().manual_seed(0)) * 255).cuda()
     results = {}

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from sandwich.codecs.jpeg_pair import code_pair, tables_for
-from sandwich.codecs.jpeg_proxy import JpegProxy
-from sandwich.codecs.rate import fit as rate_fit
-from sandwich.codecs.rate.he_mitra import HeMitraRate
-from sandwich.codecs.rate.linear import PARAMS_PATH, LinearJpegRate
+from sandwich.codecs.jpeg_proxy.pair import code_pair, tables_for
+from sandwich.codecs.jpeg_proxy.proxy import JpegProxy
+from sandwich.codecs.jpeg_proxy import fit as rate_fit
+from sandwich.codecs.jpeg_proxy.he_mitra import HeMitraRate
+from sandwich.codecs.jpeg_proxy.rate import PARAMS_PATH, LinearJpegRate
 from sandwich.data.images import defocus
 from sandwich.data.samples import RATE_FIT_PHOTOS, RATE_HELD_OUT_PHOTOS, load_photos, source_of
 

@@ -214,8 +214,8 @@ PROXY_VARIANTS = (
 
 def measure_proxy(shape: list[int], repeats: int, compile_: bool) -> list[dict]:
     """Forward + backward of the JPEG proxy (4:2:0) and its rate model, per variant of :data:`PROXY_VARIANTS`."""
-    from sandwich.codecs.jpeg_proxy import JpegProxy
-    from sandwich.codecs.rate.linear import LinearJpegRate
+    from sandwich.codecs.jpeg_proxy.proxy import JpegProxy
+    from sandwich.codecs.jpeg_proxy.rate import LinearJpegRate
 
     n, h, w = shape
     source = torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(0)) * 255

@@ -35,9 +35,9 @@ from tqdm import tqdm
 from sandwich.bench import proxy_hevc
 from sandwich.bench.proxy_photos import load_images, rate_by_source
 from sandwich.bench.timing import interleaved_medians, print_table
-from sandwich.codecs.jpeg_pair import code_pair, tables_for
-from sandwich.codecs.jpeg_proxy import JpegProxy
-from sandwich.codecs.rate.linear import LinearJpegRate
+from sandwich.codecs.jpeg_proxy.pair import code_pair, tables_for
+from sandwich.codecs.jpeg_proxy.proxy import JpegProxy
+from sandwich.codecs.jpeg_proxy.rate import LinearJpegRate
 from sandwich.errors import InputError
 from sandwich.files import write_json
 from sandwich.metrics.psnr import psnr_db
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> dict:
         "codec": args.codec,
         "subsampling": args.subsampling,
         "images": sorted(images),
-        "rate_model": "LinearJpegRate (calibration-free, sandwich/codecs/rate/jpeg_linear.json)",
+        "rate_model": "LinearJpegRate (calibration-free, sandwich/codecs/jpeg_proxy/jpeg_linear.json)",
         "speed_input": f"{SPEED_SHAPE[0]}x{1 if args.subsampling == '400' else 3}x{SPEED_SHAPE[1]}x{SPEED_SHAPE[2]}",
         "torch_threads": torch.get_num_threads(),
         "points": points,

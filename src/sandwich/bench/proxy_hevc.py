@@ -29,7 +29,7 @@ from sandwich.codecs.hevc_proxy.fit import CROP, as_batch, centre_crop
 from sandwich.codecs.hevc_proxy import tables
 from sandwich.codecs.hevc_proxy.proxy import HevcIntraProxy, hevc_intra_proxy
 from sandwich.codecs.hevc_proxy.rate import HevcRate
-from sandwich.codecs.proxies import JpegProxyCodec
+from sandwich.codecs.jpeg_proxy.proxy import JpegProxyCodec
 from sandwich.codecs.real.hevc import HevcCodec
 from sandwich.files import write_json
 from sandwich.metrics.psnr import psnr_db

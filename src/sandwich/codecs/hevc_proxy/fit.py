@@ -5,7 +5,7 @@ Usage: ``python -m sandwich.codecs.hevc_proxy.fit [--out PATH]``
 For every rate-fit sample photo (:data:`sandwich.data.samples.RATE_FIT_PHOTOS`; SPORCO's are held out),
 as it is and defocused, a centre crop of at most 192x192 is coded in 4:2:0 and 4:0:0 at QPs
 17..47 by the proxy (for the statistics) and by x265 (for the target), and non-negative least squares
-fits the weights on the relative error (:func:`sandwich.codecs.rate.fit.fit`). The proxy's transform-size
+fits the weights on the relative error (:func:`sandwich.codecs.jpeg_proxy.fit.fit`). The proxy's transform-size
 decisions depend on the weights, so the fit runs twice: first with rough weights, then with the first
 fit's.
 """
@@ -13,7 +13,6 @@ fit's.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from sandwich.codecs.color import luma8
 from sandwich.codecs.hevc_proxy import tables
 from sandwich.codecs.hevc_proxy.proxy import hevc_intra_proxy
 from sandwich.codecs.hevc_proxy.rate import FEATURE_NAMES, INITIAL_WEIGHTS, PARAMS_PATH, HevcRate
-from sandwich.codecs.rate.fit import DEFOCUS_SIGMAS, fit, with_defocused
+from sandwich.codecs.rate_fit import fit, relative_errors, with_defocused, write_fit
 from sandwich.codecs.real.hevc import HevcCodec
 from sandwich.data.samples import RATE_FIT_PHOTOS, load_photos
 
@@ -77,25 +76,12 @@ def main(argv: list[str] | None = None) -> None:
     photos = {name: centre_crop(rgb) for name, rgb in with_defocused(load_photos(RATE_FIT_PHOTOS)).items()}
     work = jobs(photos)
     targets = np.array([real_bits(*job) for job in tqdm(work, desc="x265 on fit photos", unit="coding")])
-    weights = list(INITIAL_WEIGHTS)
+    weights = np.asarray(INITIAL_WEIGHTS)
     for _ in range(2):
-        rows = features(work, HevcRate(weights))
-        weights = fit(rows, targets).tolist()
-        rel = np.abs(rows @ np.asarray(weights) - targets) / targets
-        print(f"fit on {len(targets)} codings: median |rel err| {np.median(rel):.4f}, p90 {np.quantile(rel, 0.9):.4f}")
-    report = {
-        "features": FEATURE_NAMES,
-        "weights": weights,
-        "fit_photos": list(RATE_FIT_PHOTOS),
-        "defocus_sigmas": list(DEFOCUS_SIGMAS),
-        "crop": CROP,
-        "qps": list(QPS),
-        "subsamplings": list(SUBSAMPLINGS),
-        "fit_median_abs_rel_err": float(np.median(rel)),
-        "fit_p90_abs_rel_err": float(np.quantile(rel, 0.9)),
-    }
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"-> {args.out}")
+        rows = features(work, HevcRate(weights.tolist()))
+        weights = fit(rows, targets)
+        print(f"round: median |rel err| {np.median(relative_errors(rows, targets, weights)):.4f}")
+    write_fit(args.out, FEATURE_NAMES, weights, rows, targets, fit_photos=list(RATE_FIT_PHOTOS), crop=CROP, qps=list(QPS), subsamplings=list(SUBSAMPLINGS))
 
 
 if __name__ == "__main__":

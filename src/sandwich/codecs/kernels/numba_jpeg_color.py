@@ -1,6 +1,6 @@
 """Fused CPU kernels (numba) of the JPEG proxy's colour stages, before and after the block codec.
 
-:func:`to_planes` and :func:`to_rgb` compute what :func:`sandwich.codecs.jpeg_proxy.jpeg_proxy` does
+:func:`to_planes` and :func:`to_rgb` compute what :func:`sandwich.codecs.jpeg_proxy.proxy.jpeg_proxy` does
 around the ``transform_quantize`` op with about fifteen whole-tensor torch passes each way (the torch
 composition stays the reference, and runs on other devices and under ``torch.compile``):
 

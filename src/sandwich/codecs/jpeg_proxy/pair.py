@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from sandwich.codecs.color import luma8
-from sandwich.codecs.jpeg_proxy import ProxyOutput, jpeg_proxy
+from sandwich.codecs.jpeg_proxy.proxy import ProxyOutput, jpeg_proxy
 from sandwich.codecs.jpeg_tables import ijg_tables
 from sandwich.codecs.real.jpeg import JpegCodec
 from sandwich.sample_format import to_array, to_tensor

@@ -19,14 +19,14 @@ import torch
 from torch import Tensor, nn
 
 from sandwich.codecs.block_levels import FEATURES
-from sandwich.codecs.jpeg_proxy import ProxyOutput
+from sandwich.codecs.jpeg_proxy.proxy import ProxyOutput
 from sandwich.codecs.real.jpeg import JpegCodec
 
 _AC_LOG, _DC_LOG = FEATURES.index("ac_log"), FEATURES.index("dc_log")
 
 
 class HeMitraRate(nn.Module):
-    """Bits per image ``(N,)`` from a :class:`~sandwich.codecs.jpeg_proxy.ProxyOutput` and its steps."""
+    """Bits per image ``(N,)`` from a :class:`~sandwich.codecs.jpeg_proxy.proxy.ProxyOutput` and its steps."""
 
     def __init__(self) -> None:
         super().__init__()
