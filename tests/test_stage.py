@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sandwich.codecs.jpeg_proxy import jpeg_proxy
+from sandwich.codecs.jpeg_proxy.proxy import jpeg_proxy
 from sandwich.codecs.jpeg_tables import ijg_tables
 from sandwich.codecs.real.hevc import HevcCodec
 from sandwich.codecs.real.jpeg import JpegCodec
@@ -79,7 +79,7 @@ def test_proxy_at_a_level_codes_with_the_steps_scaled_by_two_to_that_level():
         ({"name": "jpeg", "subsampling": "420"}, {"name": "jpeg", "subsampling": "420"}, [20], None),
         ({"name": "jpeg", "subsampling": "400"}, {"name": "hevc", "subsampling": "420"}, [30], "1 channels"),
         ({"name": "jpeg"}, {"name": "x266"}, [30], "valid names: jpeg, hevc"),
-        ({"name": "hevc"}, {"name": "hevc"}, [30], "unknown proxy 'hevc'"),
+        ({"name": "vvc"}, {"name": "hevc"}, [30], "unknown proxy 'vvc'"),
         ({"name": "jpeg", "subsampling": "420"}, {"name": "hevc", "preset": "slow"}, [30], "unknown option"),
         ({"name": "jpeg", "subsampling": "420"}, {"name": "hevc"}, [52], "qp 52 outside"),
     ],

@@ -170,11 +170,12 @@ def baseline_entries(swept: dict[str, list[RdPoint]], module: SandwichModule) ->
 
 def compared_names(module: SandwichModule, compare: Sequence[SandwichModule]) -> list[str]:
     """A curve name per compared model (its experiment, numbered when two share one); InputError unless
-    each codes with the same codec configuration as ``module``."""
+    each codes with the same real codec as ``module`` (how they were trained, their proxy and training
+    signal, may differ)."""
     names: list[str] = []
     for other in compare:
-        if other.config["codec"] != module.config["codec"]:
-            raise InputError(f"--compare: {other.config['name']} codes with codec {other.config['codec']['name']}, not {module.config['codec']['name']}'s configuration")
+        if other.config["codec"]["real"] != module.config["codec"]["real"]:
+            raise InputError(f"--compare: {other.config['name']} codes with codec {other.config['codec']['name']}, not {module.config['codec']['name']}'s real codec")
         name = other.config["name"]
         names.append(name if name not in names and name != module.config["name"] else f"{name} ({len(names) + 1})")
     return names
