@@ -3,9 +3,9 @@
 Sized for a short loan (about 7 minutes on one GPU); on a machine without CUDA it runs what it can on the
 CPU at a token size, in well under a minute, and lists each part it skipped and why (CI runs it so). Parts:
 
-1. ``tests``: the CUDA tests (``pytest tests/test_kernels.py -k cuda``: the Triton kernels compiled for
-   float32 and float64 against the torch reference, CUDA dispatch, the JPEG proxy on the GPU): passed,
-   failed and skipped counts.
+1. ``tests``: the CUDA tests (``pytest tests/test_kernels.py tests/test_hevc_proxy.py -k cuda``: the Triton
+   kernels compiled for float32 and float64 against the torch reference, CUDA dispatch, the JPEG proxy and
+   the HEVC-intra proxy on the GPU against the CPU): passed, failed and skipped counts.
 2. ``kernels``: ``sandwich bench kernels`` on the GPU: each Triton kernel's bandwidth as a fraction of a
    device copy, and the speed-up over the eager composition (the CPU figures at a small shape beside them).
 3. ``train``: ``sandwich bench train`` of ``rgb_jpeg420``, ``sr2_jpeg`` and ``lpips_jpeg`` (the last needs
@@ -53,7 +53,7 @@ def run_cuda_tests() -> dict:
     if not (TESTS / "test_kernels.py").is_file():
         raise InputError(f"{TESTS}: no tests here (run from a checkout)")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", str(TESTS / "test_kernels.py"), "-k", "cuda"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", str(TESTS / "test_kernels.py"), str(TESTS / "test_hevc_proxy.py"), "-k", "cuda"],
         capture_output=True, text=True, cwd=TESTS.parent,
     )
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr.strip()[-300:]

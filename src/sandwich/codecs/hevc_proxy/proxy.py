@@ -86,6 +86,32 @@ def _per_sample(choice: Tensor, ctb: int) -> Tensor:
     return choice.permute(2, 0, 1).repeat_interleave(ctb, dim=1).repeat_interleave(ctb, dim=2).unsqueeze(1)
 
 
+def _cheapest_sizes(
+    codings: list[list[SizeCoding]], kinds: list[tuple[str, int]], sizes: Sequence[int], lam: Tensor, rate: HevcRate
+) -> tuple[Tensor, list[list[Tensor]]]:
+    """Step 4: each CTB keeps the luma size of least ``SSE + λ · bits`` over its plane groups.
+
+    Args:
+        codings: per plane group (``kinds``: its kind and subsampling factor), its coding at each of ``sizes``.
+        lam: ``(N,)`` the Lagrangian of each image.
+
+    Returns:
+        ``(Rc, Cc, N, S)`` one-hot choice, and per size, per group, ``(Rc, Cc, N, F)`` statistics per CTB.
+    """
+    costs, ctb_features = [], []
+    for i, s in enumerate(sizes):
+        cost, features = 0.0, []
+        for k, (kind, sub) in enumerate(kinds):
+            blocks = CTB // sub // max(s // sub, 4)
+            per_ctb = _per_ctb(codings[k][i].features, blocks)
+            cost = cost + _per_ctb(codings[k][i].sse, blocks) + lam * (per_ctb.detach() @ rate.per_kind(kind).to(lam.dtype))
+            features.append(per_ctb)
+        costs.append(cost)
+        ctb_features.append(features)
+    choice = torch.stack(costs).argmin(dim=0)  # (Rc, Cc, N)
+    return F.one_hot(choice, len(sizes)).to(lam.dtype), ctb_features
+
+
 def hevc_intra_proxy(
     x: Tensor,
     qp: Tensor,
@@ -130,21 +156,7 @@ def hevc_intra_proxy(
             if size not in cache:
                 cache[size] = code_size(group, size, step, dst=kind == "luma" and size == 4, intra=intra)
         codings.append([cache[max(s // sub, 4)] for s in sizes])
-    # Step 4: each CTB keeps its cheapest size.
-    lam = as_tensor(tables.mode_lambda(qp_np))
-    costs, ctb_features = [], []
-    for i, s in enumerate(sizes):
-        cost, features = 0.0, []
-        for k, (kind, _, sub) in enumerate(kinds):
-            coding = codings[k][i]
-            block = max(s // sub, 4)
-            per_ctb = _per_ctb(coding.features, CTB // sub // block)
-            cost = cost + _per_ctb(coding.sse, CTB // sub // block) + lam * (per_ctb.detach() @ rate.per_kind(kind).to(x.dtype))
-            features.append(per_ctb)
-        costs.append(cost)
-        ctb_features.append(features)
-    choice = torch.stack(costs).argmin(dim=0)  # (Rc, Cc, N)
-    onehot = F.one_hot(choice, len(sizes)).to(x.dtype)  # (Rc, Cc, N, S)
+    onehot, ctb_features = _cheapest_sizes(codings, [(kind, sub) for kind, _, sub in kinds], sizes, as_tensor(tables.mode_lambda(qp_np)), rate)
     recon, per_image = [], []
     for k, (kind, group, sub) in enumerate(kinds):
         ctb = CTB // sub
