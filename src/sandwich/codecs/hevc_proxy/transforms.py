@@ -3,7 +3,8 @@
 HEVC's integer transforms approximate the orthonormal DCT-II of sizes 4 to 32 (and the DST-VII for
 4x4 intra luma); with flat scaling lists (x265's default) a level is ``sign(c) floor(|c| / Δ + f)`` with
 ``Δ = 2**((QP - 4) / 6)`` (:func:`~sandwich.codecs.hevc_proxy.tables.qstep`) and the intra dead-zone
-offset ``f = 171 / 512`` (x265's ``quant``, no RDOQ in its ``medium`` preset).
+offset ``f = 171 / 512`` (x265's quantiser without rate-distortion-optimised quantisation, RDOQ:
+where x265 applies RDOQ, the proxy is that much off; its rate model is fitted on what x265 spends).
 
 Backward: the level is straight-through (``dq/du = 1``); each statistic's gradient is that of the same
 function of the unrounded ``u = c / Δ`` (as in :mod:`sandwich.codecs.blockcodec`).
