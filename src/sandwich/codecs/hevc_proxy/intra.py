@@ -52,27 +52,31 @@ def _references(recon: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     return torch.cat([left, corner.unsqueeze(-1), top], dim=-1)
 
 
+def uses_dst(size: int, luma: bool) -> bool:
+    """HEVC transforms 4x4 intra luma blocks with the DST-VII, every other block with the DCT-II."""
+    return luma and size == 4
+
+
 @functools.cache
-def coefficient_maps(size: int, luma: bool, dst: bool, dtype: torch.dtype, device: str) -> tuple[Tensor, Tensor]:
+def coefficient_maps(size: int, luma: bool, dtype: torch.dtype, device: str) -> tuple[Tensor, Tensor]:
     """Every mode's predicted *coefficients*: ``(4, 2s + 1, M·s·s)`` maps and ``(4, M, s, s)`` biases, per
     availability case (:func:`~sandwich.codecs.hevc_proxy.modes.prediction_maps` through the transform)."""
-    matrix = transform_matrix(size, dst, torch.float64, device)
+    matrix = transform_matrix(size, uses_dst(size, luma), torch.float64, device)
     maps, biases = prediction_maps(size, luma, torch.float64, device)
     return forward_2d(maps, matrix).flatten(2).to(dtype), forward_2d(biases, matrix).to(dtype)
 
 
-def code_size(planes: Tensor, size: int, step: Tensor, dst: bool, intra: bool = True) -> SizeCoding:
+def code_size(planes: Tensor, size: int, step: Tensor, luma: bool, intra: bool = True) -> SizeCoding:
     """Code ``planes`` ``(N, P, H, W)`` (integer-valued, 0..255; H, W multiples of ``size``) with
-    ``size x size`` transforms at steps ``step`` ``(N,)`` (module doc). ``dst``: DST-VII instead of DCT-II
-    (and luma's prediction filters); ``intra=False``: predict every block as 128 (plain transform coding)."""
+    ``size x size`` transforms at steps ``step`` ``(N,)`` (module doc). ``luma``: luma's prediction filters and,
+    for 4x4, the DST-VII; ``intra=False``: predict every block as 128 (plain transform coding)."""
     n, p, h, w = planes.shape
     rows_n, cols_n = h // size, w // size
-    matrix = transform_matrix(size, dst, planes.dtype, planes.device)
+    matrix = transform_matrix(size, uses_dst(size, luma), planes.dtype, planes.device)
     source = planes.view(n, p, rows_n, size, cols_n, size).permute(2, 4, 0, 1, 3, 5)  # (R, C, N, P, s, s)
     coefficients = forward_2d(source, matrix)
     scale = step.view(1, n, 1, 1, 1).to(planes.dtype)
-    luma = dst or p == 1
-    maps, biases = coefficient_maps(size, luma, dst, planes.dtype, str(planes.device))
+    maps, biases = coefficient_maps(size, luma, planes.dtype, str(planes.device))
     flat = forward_2d(torch.full((size, size), MID, dtype=planes.dtype, device=planes.device), matrix)
     recon = planes.new_zeros(source.shape)
     scaled = planes.new_zeros(source.shape)  # u = (c - prediction) / step of every block

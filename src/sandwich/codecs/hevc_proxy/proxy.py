@@ -154,7 +154,7 @@ def hevc_intra_proxy(
         for s in sizes:
             size = max(s // sub, 4)
             if size not in cache:
-                cache[size] = code_size(group, size, step, dst=kind == "luma" and size == 4, intra=intra)
+                cache[size] = code_size(group, size, step, luma=kind == "luma", intra=intra)
         codings.append([cache[max(s // sub, 4)] for s in sizes])
     onehot, ctb_features = _cheapest_sizes(codings, [(kind, sub) for kind, _, sub in kinds], sizes, as_tensor(tables.mode_lambda(qp_np)), rate)
     recon, per_image = [], []
