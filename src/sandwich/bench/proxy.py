@@ -33,8 +33,8 @@ import torch
 from tqdm import tqdm
 
 from sandwich.bench import proxy_hevc
-from sandwich.bench.proxy_photos import load_images, rate_by_source
-from sandwich.bench.timing import interleaved_medians, print_table
+from sandwich.bench.proxy_report import error_summary, load_images, print_report
+from sandwich.bench.timing import interleaved_medians
 from sandwich.codecs.jpeg_proxy.pair import code_pair, tables_for
 from sandwich.codecs.jpeg_proxy.proxy import JpegProxy
 from sandwich.codecs.jpeg_proxy.rate import LinearJpegRate
@@ -124,15 +124,8 @@ def run(args: argparse.Namespace) -> dict:
         return proxy_hevc.run(args)
     images = load_images(args.images)
     points, named_errors, recon_all = measure_rd(images, args.subsampling)
-    rate_errors = [error for _, error in named_errors]
-    by_source = rate_by_source([name for name, _ in named_errors], rate_errors)
-    summary = {
-        "rate_median_abs_rel_err": float(np.median(rate_errors)),
-        "rate_p90_abs_rel_err": float(np.quantile(rate_errors, 0.9)),
-        "recon_psnr_vs_real_db_min": min(p["recon_psnr_vs_real_db"] for p in points),
-        "recon_psnr_vs_real_db_worst_image": float(min(recon_all)),
-        **measure_speed(args.subsampling),
-    }
+    errors, by_source = error_summary(named_errors, points, recon_all)
+    summary = {**errors, **measure_speed(args.subsampling)}
     report = {
         "benchmark": "proxy",
         "codec": args.codec,
@@ -145,7 +138,7 @@ def run(args: argparse.Namespace) -> dict:
         "rate_by_source": by_source,
         "summary": summary,
     }
-    print_table(
+    print_report(
         points,
         [
             ("quality", "quality", "d"),
@@ -155,13 +148,8 @@ def run(args: argparse.Namespace) -> dict:
             ("psnr_proxy_db", "psnr_proxy", ".2f"),
             ("recon_psnr_vs_real_db", "proxy_vs_real", ".2f"),
         ],
+        by_source,
+        summary,
     )
-    print_table(
-        [{"source": source, "fit": "fitted" if v["in_fit_set"] else "held out", **v} for source, v in by_source.items()],
-        [("source", "source", "s"), ("fit", "fit set", "s"), ("median_abs_rel_err", "rate median |err|", ".3f"),
-         ("p90_abs_rel_err", "p90", ".3f"), ("codings", "codings", "d")],
-    )
-    for key, value in summary.items():
-        print(f"{key:36s} {value:.4f}")
     write_json(args.json, report)
     return report

@@ -1,6 +1,6 @@
 """``sandwich bench proxy --codec hevc``: the HEVC-intra proxy against real x265.
 
-For every image (a centre crop of at most 256x256) and QP 17, 22, ..., 47 it codes the image with x265
+For every image (a centre crop of at most 192x192, even-sized, as in the rate fit) and QP 17, 22, ..., 47 it codes the image with x265
 (:mod:`sandwich.codecs.real.hevc`) and with the proxy (:mod:`sandwich.codecs.hevc_proxy`) at that QP,
 and reports per QP (means over images) the same fields as the JPEG benchmark:
 
@@ -22,15 +22,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sandwich.bench.proxy_photos import load_images, rate_by_source
-from sandwich.bench.timing import interleaved_medians, print_table
+from sandwich.bench.proxy_report import error_summary, load_images, print_report
+from sandwich.bench.timing import interleaved_medians
 from sandwich.codecs.color import luma8
-from sandwich.codecs.hevc_proxy.fit import CROP, as_batch, centre_crop
+from sandwich.codecs.hevc_proxy.fit import CROP, as_batch
 from sandwich.codecs.hevc_proxy import tables
 from sandwich.codecs.hevc_proxy.proxy import HevcIntraProxy, hevc_intra_proxy
 from sandwich.codecs.hevc_proxy.rate import HevcRate
 from sandwich.codecs.jpeg_proxy.proxy import JpegProxyCodec
 from sandwich.codecs.real.hevc import HevcCodec
+from sandwich.data.images import centre_crop
 from sandwich.files import write_json
 from sandwich.metrics.psnr import psnr_db
 
@@ -52,7 +53,7 @@ def measure_rd(images: dict[str, np.ndarray], subsampling: str) -> tuple[list[di
     for qp in tqdm(QPS, desc=f"hevc {subsampling} x265 vs proxy", unit="qp"):
         acc: dict[str, list[float]] = {k: [] for k in ("real_bpp", "proxy_bpp", "psnr_real_db", "psnr_proxy_db", "recon_psnr_vs_real_db")}
         for name, rgb in images.items():
-            rgb = centre_crop(rgb)
+            rgb = centre_crop(rgb, CROP, multiple=2)
             source = luma8(rgb) if subsampling == "400" else rgb
             encoded = codec.encode(source, qp)
             real = codec.decode(encoded.data)
@@ -99,16 +100,8 @@ def run(args: argparse.Namespace) -> dict:
     """Run the benchmark, print its table and summary, write JSON; returns the report."""
     images = load_images(args.images)
     points, named_errors, recon_all = measure_rd(images, args.subsampling)
-    rate_errors = [error for _, error in named_errors]
-    by_source = rate_by_source([name for name, _ in named_errors], rate_errors)
-    summary = {
-        "rate_median_abs_rel_err": float(np.median(rate_errors)),
-        "rate_p90_abs_rel_err": float(np.quantile(rate_errors, 0.9)),
-        "psnr_gap_db_max": max(p["psnr_gap_db"] for p in points),
-        "recon_psnr_vs_real_db_min": min(p["recon_psnr_vs_real_db"] for p in points),
-        "recon_psnr_vs_real_db_worst_image": float(min(recon_all)),
-        **measure_speed(args.subsampling),
-    }
+    errors, by_source = error_summary(named_errors, points, recon_all)
+    summary = {**errors, "psnr_gap_db_max": max(p["psnr_gap_db"] for p in points), **measure_speed(args.subsampling)}
     report = {
         "benchmark": "proxy",
         "codec": "hevc",
@@ -122,7 +115,7 @@ def run(args: argparse.Namespace) -> dict:
         "rate_by_source": by_source,
         "summary": summary,
     }
-    print_table(
+    print_report(
         points,
         [
             ("qp", "qp", "d"),
@@ -133,13 +126,8 @@ def run(args: argparse.Namespace) -> dict:
             ("psnr_gap_db", "gap_db", ".2f"),
             ("recon_psnr_vs_real_db", "proxy_vs_real", ".2f"),
         ],
+        by_source,
+        summary,
     )
-    print_table(
-        [{"source": source, "fit": "fitted" if v["in_fit_set"] else "held out", **v} for source, v in by_source.items()],
-        [("source", "source", "s"), ("fit", "fit set", "s"), ("median_abs_rel_err", "rate median |err|", ".3f"),
-         ("p90_abs_rel_err", "p90", ".3f"), ("codings", "codings", "d")],
-    )
-    for key, value in summary.items():
-        print(f"{key:36s} {value:.4f}")
     write_json(args.json, report)
     return report
