@@ -190,9 +190,10 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def centre_crop(image: np.ndarray, side: int) -> np.ndarray:
-    """The central ``min(side, H) x min(side, W)`` of an ``(H, W, ...)`` array (a view)."""
-    h, w = min(side, image.shape[0]), min(side, image.shape[1])
+def centre_crop(image: np.ndarray, side: int, multiple: int = 1) -> np.ndarray:
+    """The central ``min(side, H) x min(side, W)`` of an ``(H, W, ...)`` array (a view), each side rounded
+    down to a multiple of ``multiple`` (e.g. 2: whole 4:2:0 chroma samples)."""
+    h, w = (min(side, d) // multiple * multiple for d in image.shape[:2])
     top, left = (image.shape[0] - h) // 2, (image.shape[1] - w) // 2
     return image[top : top + h, left : left + w]
 

@@ -25,18 +25,12 @@ from sandwich.codecs.hevc_proxy.proxy import hevc_intra_proxy
 from sandwich.codecs.hevc_proxy.rate import FEATURE_NAMES, INITIAL_WEIGHTS, PARAMS_PATH, HevcRate
 from sandwich.codecs.rate_fit import fit, relative_errors, with_defocused, write_fit
 from sandwich.codecs.real.hevc import HevcCodec
+from sandwich.data.images import centre_crop
 from sandwich.data.samples import RATE_FIT_PHOTOS, load_photos
 
 QPS = tuple(range(17, 48, 5))
 SUBSAMPLINGS = ("420", "400")  # the layouts of the HEVC experiments
 CROP = 192
-
-
-def centre_crop(rgb: np.ndarray, side: int = CROP) -> np.ndarray:
-    """The centre ``min(side, H) x min(side, W)`` of ``(H, W, 3)``, trimmed to even sizes."""
-    h, w = (min(side, d) // 2 * 2 for d in rgb.shape[:2])
-    top, left = (rgb.shape[0] - h) // 2, (rgb.shape[1] - w) // 2
-    return rgb[top : top + h, left : left + w]
 
 
 def as_batch(rgb: np.ndarray, subsampling: str) -> torch.Tensor:
@@ -73,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=PARAMS_PATH, help="where to write the JSON (default: beside the model)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    photos = {name: centre_crop(rgb) for name, rgb in with_defocused(load_photos(RATE_FIT_PHOTOS)).items()}
+    photos = {name: centre_crop(rgb, CROP, multiple=2) for name, rgb in with_defocused(load_photos(RATE_FIT_PHOTOS)).items()}
     work = jobs(photos)
     targets = np.array([real_bits(*job) for job in tqdm(work, desc="x265 on fit photos", unit="coding")])
     weights = np.asarray(INITIAL_WEIGHTS)
