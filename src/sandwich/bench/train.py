@@ -138,7 +138,7 @@ def measure(config: dict, repeats: int = 5, device: str = "cpu", autocast: str |
 
     stages = {
         "pre": backward_of(lambda s: module.pre(s, out.level), x),
-        "adapter": backward_of(lambda b, d: module.adapter.from_codec(d, out.bits, b)[0] + module.adapter.to_codec(b).mean(), out.bottleneck, coded),
+        "adapter": backward_of(lambda b, d: module.adapter.from_codec(d, out.bits, tuple(b.shape[-2:]))[0] + module.adapter.to_codec(b).mean(), out.bottleneck, coded),
         "codec": backward_of(lambda c: codec.proxy(c, levels), coded),
         "post": backward_of(lambda d: module.post(d, out.level) if module.post is not None else d, out.decoded),
         "distortion": backward_of(lambda r: tuple(module.loss.distortions(x, r).values()), out.recon),

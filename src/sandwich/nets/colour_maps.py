@@ -64,7 +64,7 @@ def ihaar2(ll: Tensor, lh: Tensor, hl: Tensor, hh: Tensor) -> Tensor:
 
 def _pad_even(x: Tensor) -> Tensor:
     h, w = x.shape[-2:]
-    return F.pad(x, (0, w % 2, 0, h % 2), mode="replicate") if h % 2 or w % 2 else x
+    return F.pad(x, (0, w % 2, 0, h % 2), mode="replicate")  # no branch on the size: ONNX export keeps H, W dynamic
 
 
 class Luma(nn.Module):
@@ -122,7 +122,7 @@ class EmbeddingGain(nn.Module):
         """The headroom ``m`` (shaped as :meth:`alpha`): clipped to [0, 0.25] straight-through (a plain
         clamp has no gradient at the classic method's m = 0, where training starts)."""
         m = self.headroom_param + self.headroom_slope * self._at(level, self.headroom_param)
-        return m + (m.clamp(0, MAX_HEADROOM) - m).detach()
+        return m + (m.clamp_min(0.0).clamp_max(MAX_HEADROOM) - m).detach()  # two one-sided clamps: the ONNX exporter mistypes clamp(0, float)
 
     def tie_to(self, other: EmbeddingGain) -> None:
         """Use ``other``'s parameters (the decoder then inverts exactly what the encoder did)."""

@@ -113,8 +113,7 @@ class TimmUNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102
         h, w = x.shape[-2:]
         m = self.multiple
-        if h % m or w % m:
-            x = F.pad(x, (0, -w % m, 0, -h % m), mode="replicate")
+        x = F.pad(x, (0, -w % m, 0, -h % m), mode="replicate")  # no branch on the size: ONNX export keeps H, W dynamic
         features = self.encoder(x)
         out = features[-1]
         for block, skip in zip(self.up, [*features[-2::-1], x], strict=True):

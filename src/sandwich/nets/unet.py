@@ -93,8 +93,7 @@ class UNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102
         h, w = x.shape[-2:]
         multiple = 2**self.levels
-        if h % multiple or w % multiple:
-            x = F.pad(x, (0, -w % multiple, 0, -h % multiple), mode="replicate")
+        x = F.pad(x, (0, -w % multiple, 0, -h % multiple), mode="replicate")  # no branch on the size: ONNX export keeps H, W dynamic
         skips = []
         for block in self.down:
             x = block(x)

@@ -31,6 +31,8 @@ class Adapter(nn.Module):
 
     Shapes: the bottleneck is ``(N, bottleneck_channels, H, W)`` on [0, 1]; the codec's input and output
     ``(M, codec channels, h, w)`` on [0, 1]; bits ``(M,)`` from the codec, ``(N,)`` per source image back.
+    The way back needs only the codec's output and the bottleneck's size ``(H, W)``, so a decoder works
+    from the coded pictures and that size alone (:meth:`~sandwich.scenarios.base.SandwichModule.decode`).
     """
 
     def bottleneck_channels(self, codec_channels: int) -> int:
@@ -44,8 +46,8 @@ class Adapter(nn.Module):
         """The bottleneck as the codec's input."""
         return bottleneck
 
-    def from_codec(self, decoded: Tensor, bits: Tensor, bottleneck: Tensor) -> tuple[Tensor, Tensor]:
-        """The codec's output and bits back in the bottleneck's shape (``bottleneck`` for reference) and per source image."""
+    def from_codec(self, decoded: Tensor, bits: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """The codec's output and bits back in the bottleneck's shape (``size`` its ``(H, W)``) and per source image."""
         return decoded, bits
 
 
@@ -79,8 +81,8 @@ class Resample(Adapter):
         padded = F.pad(bottleneck, (0, low_w * self.factor - w, 0, low_h * self.factor - h), mode="replicate")
         return bicubic_down(padded, self.factor)
 
-    def from_codec(self, decoded: Tensor, bits: Tensor, bottleneck: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
-        h, w = bottleneck.shape[-2:]
+    def from_codec(self, decoded: Tensor, bits: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:  # noqa: D102
+        h, w = size
         up = lanczos_up(decoded, decoded.shape[-2] * self.factor, decoded.shape[-1] * self.factor)
         return up[..., :h, :w], bits
 
@@ -116,8 +118,8 @@ class ChannelGroups(Adapter):
             pictures = torch.where(gray[None, :, None, None, None], mean, pictures)
         return pictures.reshape(n * self.groups, channels // self.groups, h, w)
 
-    def from_codec(self, decoded: Tensor, bits: Tensor, bottleneck: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
-        return decoded.reshape(bottleneck.shape[0], -1, *decoded.shape[-2:]), self.group_bits(bits).sum(1)
+    def from_codec(self, decoded: Tensor, bits: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:  # noqa: D102
+        return decoded.reshape(-1, self.groups * decoded.shape[1], *size), self.group_bits(bits).sum(1)
 
     def group_bits(self, bits: Tensor) -> Tensor:
         """The codec's bits ``(N·G,)`` as ``(N, G)``: per source image, per group."""
@@ -147,5 +149,5 @@ class BitDepth(Adapter):
         floored = codes + (torch.floor(codes) - codes).detach()
         return floored.clamp(0, self.codec_peak) / self.codec_peak
 
-    def from_codec(self, decoded: Tensor, bits: Tensor, bottleneck: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
+    def from_codec(self, decoded: Tensor, bits: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:  # noqa: D102
         return (decoded * self.codec_peak * self.bin + self.bin / 2) / self.source_peak, bits

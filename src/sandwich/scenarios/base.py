@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from sandwich.codecs.real.base import RealCodec
+from sandwich.codecs.real.base import Encoded, RealCodec
 from sandwich.codecs.real.registry import CODECS
 from sandwich.codecs.stage import CodecStage, code_images
 from sandwich.errors import InputError
@@ -40,7 +40,7 @@ from sandwich.losses import RateDistortionLoss
 from sandwich.metrics.psnr import mse, psnr
 from sandwich.nets.processor import Processor
 from sandwich.scenarios.adapters import Adapter
-from sandwich.sample_format import to_array
+from sandwich.sample_format import to_array, to_tensor
 
 STAGE_KEYS = ("proxy", "real", "knobs", "val_knobs", "level_range", "signal", "workers")  # the codec config's CodecStage arguments
 
@@ -81,6 +81,28 @@ class SandwichOutput:
     def picture_bpp(self, source: Tensor) -> Tensor:
         """Bits of each codec picture per source pixel, ``(N, k)``."""
         return self.picture_bits / (source.shape[-2] * source.shape[-1])
+
+
+@dataclass(frozen=True)
+class CodedImage:
+    """One source image as the encoder half writes it (:meth:`SandwichModule.encode`): what a decoder needs
+    besides the model.
+
+    Attributes:
+        pictures: the real codec's streams, one per codec picture (k per image: 1, or the groups of a
+            channel-groups sandwich), in order.
+        knob: the real codec's knob value (quality or QP) they were coded at; the processors' level follows from it.
+        size: ``(H, W)`` of the source image (a super-resolution decode returns to it).
+    """
+
+    pictures: tuple[Encoded, ...]
+    knob: int
+    size: tuple[int, int]
+
+    @property
+    def payload_bits(self) -> int:
+        """The bits of all pictures that a decoder needs (what evaluation counts)."""
+        return sum(p.payload_bits for p in self.pictures)
 
 
 def picture_levels(level: Tensor, pictures: Tensor) -> Tensor:
@@ -169,7 +191,7 @@ class SandwichModule(L.LightningModule):
             decoded, picture_bits = code_images(coded, codec, lambda image, _: codec.encode(image, knob), self.codec.workers)
         else:
             decoded, picture_bits = self.codec.code_real(coded, knob) if real else self.codec(coded, picture_levels(level, coded))
-        decoded, bits = chain.adapter.from_codec(decoded, picture_bits, bottleneck)
+        decoded, bits = chain.adapter.from_codec(decoded, picture_bits, tuple(bottleneck.shape[-2:]))
         recon = decoded if chain.post is None else chain.post(decoded, level)
         return SandwichOutput(bottleneck, decoded, recon, bits, level, picture_bits.reshape(source.shape[0], -1))
 
@@ -191,6 +213,33 @@ class SandwichModule(L.LightningModule):
         chain = baseline or self.own()
         level = torch.full((source.shape[0],), 0.0 if chain.codec is not None else self.codec.level_of(knob), device=source.device)
         return self._pass(source, level, knob, True, chain)
+
+    @torch.no_grad()
+    def encode(self, source: Tensor, knob: int) -> CodedImage:
+        """The encoder half of :meth:`code_real`: one source image ``(1, channels, H, W)`` on [0, 1] through the
+        pre-processor (told knob value ``knob``'s level) and the adapter, each codec picture coded by the real
+        codec at ``knob``. :meth:`decode` of the result gives exactly ``code_real(source, knob)``'s output."""
+        if source.dim() != 4 or source.shape[0] != 1 or source.shape[1] != self.channels:
+            raise InputError(f"encode: expected one (1, {self.channels}, H, W) image, got {tuple(source.shape)}")
+        real = self.codec.real
+        real.check_knob(knob)
+        self.adapter.check(*source.shape[-2:])
+        pictures = self.adapter.to_codec(self.pre(source, torch.full((1,), self.codec.level_of(knob), device=source.device)))
+        self.codec.check(pictures)
+        coded = tuple(real.encode(to_array(picture, real.bit_depth), knob) for picture in pictures)
+        return CodedImage(coded, int(knob), (int(source.shape[-2]), int(source.shape[-1])))
+
+    @torch.no_grad()
+    def decode(self, coded: CodedImage) -> tuple[Tensor, Tensor]:
+        """The decoder half: the real codec's decode of each picture, the adapter's way back and the
+        post-processor -> (the decoded bottleneck, the output), each ``(1, channels, H, W)`` on [0, 1]
+        (the output unclipped, as :meth:`code_real`'s ``recon``)."""
+        real = self.codec.real
+        decoded = torch.stack([to_tensor(real.decode(p.data), real.bit_depth) for p in coded.pictures]).to(self.device)
+        bits = torch.tensor([float(p.payload_bits) for p in coded.pictures], device=self.device)
+        decoded, _ = self.adapter.from_codec(decoded, bits, coded.size)
+        level = torch.full((1,), self.codec.level_of(coded.knob), device=self.device)
+        return decoded, decoded if self.post is None else self.post(decoded, level)
 
     def baselines(self) -> dict[str, dict[str, Baseline]]:
         """The configured non-learned alternatives: ``{name: {variant label: Baseline}}``.
@@ -261,7 +310,7 @@ class SandwichModule(L.LightningModule):
         if self.codec.signal.uses_real:
             signals["signal_"] = self.codec.with_signal(coded, levels)
         for prefix, (decoded, bits) in signals.items():
-            decoded, bits = self.adapter.from_codec(decoded, bits, real.bottleneck)
+            decoded, bits = self.adapter.from_codec(decoded, bits, tuple(real.bottleneck.shape[-2:]))
             ratio = bits / real.bits.clamp_min(1) - 1
             figures |= {f"{prefix}bits_bias": ratio.mean(), f"{prefix}bits_spread": ratio.abs().mean(), f"{prefix}decode_psnr": psnr(mse(real.decoded, decoded)).mean()}
         return figures

@@ -124,6 +124,9 @@ class Av1Codec(RealCodec):
         self.bit_depth = int(bit_depth)
         self.pix_fmt = pix_fmt_name("yuv420p", self.bit_depth)
 
+    def payload_bits(self, data: bytes) -> int:  # noqa: D102
+        return 8 * av1_payload_bytes(data)
+
     def encode(self, image: np.ndarray, knob: int) -> Encoded:
         """Code ``image`` as one key frame at constant quantiser ``knob`` (1..63, lower is better)."""
         self.check_knob(knob)
@@ -152,7 +155,7 @@ class Av1Codec(RealCodec):
         ctx.options = {"preset": str(_PRESET), "svtav1-params": ":".join(params)}
         packets = ctx.encode(frame_from_planes([luma, *chroma], self.pix_fmt)) + ctx.encode(None)
         data = b"".join(bytes(p) for p in packets)
-        return Encoded(data=data, payload_bits=8 * av1_payload_bytes(data))
+        return Encoded(data=data, payload_bits=self.payload_bits(data))
 
     def decode(self, data: bytes) -> np.ndarray:
         """Decode a stream from :meth:`encode` with dav1d; returns ``(H, W, 3)`` uint8 / uint16."""

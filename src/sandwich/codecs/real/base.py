@@ -61,6 +61,11 @@ class RealCodec(abc.ABC):
         own definition gives it (JPEG: its quality's tables); None where it is measured (``levels.json``)."""
         return None
 
+    def payload_bits(self, data: bytes) -> int:
+        """The bits of stream ``data`` that a decoder needs (see the module docstring); here all of them.
+        A codec whose streams carry more (comments, containers) overrides it; :meth:`encode` counts with it."""
+        return 8 * len(data)
+
     @abc.abstractmethod
     def encode(self, image: np.ndarray, knob: int) -> Encoded:
         """Code ``image`` (see module docstring for shapes and dtypes) at knob value ``knob`` (a quality or QP)."""

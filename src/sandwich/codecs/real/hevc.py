@@ -164,7 +164,7 @@ class HevcCodec(RealCodec):
         if (coded_h, coded_w) != (height, width):
             units.insert(0, bytes([NAL_CROP << 1, 1, (coded_w - width) << 4 | (coded_h - height)]))
         data = join_nal_units(units)
-        return Encoded(data=data, payload_bits=8 * len(data))
+        return Encoded(data=data, payload_bits=self.payload_bits(data))
 
     def _x265(self, planes: list[np.ndarray], qp: int) -> list[bytes]:
         """Run libx265 on one frame; returns its NAL units without SEI."""

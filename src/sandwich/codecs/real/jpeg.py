@@ -73,6 +73,9 @@ class JpegCodec(RealCodec):
         self.channels = 1 if subsampling == "400" else 3
         self.gray_pictures = gray_pictures and self.channels == 3
 
+    def payload_bits(self, data: bytes) -> int:  # noqa: D102
+        return 8 * jpeg_payload_bytes(data)
+
     def encode(self, image: np.ndarray, knob: int) -> Encoded:
         """Code at libjpeg quality ``knob`` (1..100, IJG tables scaled as ``jpeg_set_quality``)."""
         self.check_knob(knob)
@@ -107,7 +110,7 @@ class JpegCodec(RealCodec):
         buf = io.BytesIO()
         pil.save(buf, format="JPEG", optimize=True, **options)
         data = buf.getvalue()
-        return Encoded(data=data, payload_bits=8 * jpeg_payload_bytes(data))
+        return Encoded(data=data, payload_bits=self.payload_bits(data))
 
     def decode(self, data: bytes) -> np.ndarray:
         """Decode with libjpeg-turbo; returns ``(H, W)`` or ``(H, W, 3)`` uint8 (a gray picture of

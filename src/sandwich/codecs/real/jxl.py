@@ -115,7 +115,7 @@ class JxlCodec(RealCodec):
         except Exception as exc:  # libjxl rejects some inputs (e.g. sizes beyond its limits)
             raise InputError(f"jxl: libjxl cannot code this image ({exc})") from None
         data = bare_codestream(bytes(data))
-        return Encoded(data=data, payload_bits=8 * len(data))
+        return Encoded(data=data, payload_bits=self.payload_bits(data))
 
     def decode(self, data: bytes) -> np.ndarray:
         """Decode with libjxl; returns ``(H, W)`` or ``(H, W, 3)`` uint8 / uint16."""

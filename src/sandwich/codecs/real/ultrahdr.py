@@ -44,7 +44,7 @@ class UltraHdrCodec(RealCodec):
         linear = pq_decode(image / peak(self.bit_depth)) / REFERENCE_WHITE_NITS
         rgba = np.concatenate([linear, np.ones_like(linear[..., :1])], axis=2).astype(np.float16)
         data = bytes(imagecodecs.ultrahdr_encode(rgba, level=int(knob)))
-        return Encoded(data, 8 * len(data))
+        return Encoded(data, self.payload_bits(data))
 
     def decode(self, data: bytes) -> np.ndarray:  # noqa: D102
         try:

@@ -63,6 +63,9 @@ class WebpCodec(RealCodec):
     bit_depth = 8
     subsampling = "420"
 
+    def payload_bits(self, data: bytes) -> int:  # noqa: D102
+        return 8 * webp_payload_bytes(data)
+
     def encode(self, image: np.ndarray, knob: int) -> Encoded:
         """Code at libwebp quality ``knob`` (0..100, higher is better)."""
         self.check_knob(knob)
@@ -72,7 +75,7 @@ class WebpCodec(RealCodec):
         buf = io.BytesIO()
         Image.fromarray(image, mode="RGB").save(buf, format="WEBP", quality=int(knob), method=_METHOD)
         data = buf.getvalue()
-        return Encoded(data=data, payload_bits=8 * webp_payload_bytes(data))
+        return Encoded(data=data, payload_bits=self.payload_bits(data))
 
     def decode(self, data: bytes) -> np.ndarray:
         """Decode with libwebp; returns ``(H, W, 3)`` uint8."""
