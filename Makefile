@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_DATA := opencv-doc oxygen-icon-theme blender-data   # the stereo, rgba and hdr sample sets (src/sandwich/data/samples.py)
+DEBIAN_DECODERS := libjpeg-turbo-progs webp libjxl-tools ffmpeg dav1d   # djpeg, dwebp, djxl, ffmpeg, dav1d: decoders nobody here wrote (tests/test_deploy.py)
 
-.PHONY: setup demo test bench gpu-check debian-data
+.PHONY: setup demo test bench gpu-check debian-data debian-decoders
 
 $(BIN)/sandwich: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +33,6 @@ gpu-check: setup   # on a lent GPU (about 7 minutes; README "GPU check"); on a m
 
 debian-data:
 	$(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_DATA) || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_DATA); }
+
+debian-decoders:
+	$(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_DECODERS) || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_DECODERS); }

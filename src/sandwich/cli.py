@@ -24,6 +24,10 @@ COMMANDS = {
     "sweep": ("sandwich.sweep", "run a W&B grid sweep file (sweeps/) here, one run after another, resumable"),
     "eval": ("sandwich.evaluate.run", "evaluate a checkpoint and its baselines with the real codec"),
     "report": ("sandwich.evaluate.family", "one RD report for a family of models (a lambda sweep): every curve, their Pareto front, BD vs baselines"),
+    "encode": ("sandwich.deploy.encode", "photos -> standard files (.jpg, .hevc, ...) through a trained sandwich's pre-processor and codec"),
+    "decode": ("sandwich.deploy.decode", "files written by `sandwich encode` -> images, through the codec's decoder and the post-processor"),
+    "export": ("sandwich.deploy.export", "a trained sandwich's pre- and post-processors as ONNX graphs, checked against onnxruntime"),
+    "models": ("sandwich.deploy.models", "the pretrained sandwiches that ship with the package, and their model cards"),
     "shards": ("sandwich.data.shards", "pack a folder of images into WebDataset shards"),
     "weights": ("sandwich.weights", "install pretrained weights that cannot be downloaded at run time: sandwich weights lpips"),
 }

@@ -32,6 +32,25 @@ def write_text(path: Path | str, text: str) -> None:
     tmp.replace(path)
 
 
+def write_files(files: dict[Path, bytes]) -> None:
+    """Write each ``{path: bytes}`` (creating folders) so that none is seen half-written: all go to temporary
+    files beside their targets first, then each is renamed into place; on a failure the temporary files
+    are removed and no target is touched."""
+    staged = {}
+    try:
+        for path, data in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            staged[tmp] = path
+            tmp.write_bytes(data)
+    except BaseException:
+        for tmp in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, path in staged.items():
+        tmp.replace(path)
+
+
 def write_json(path: Path | str | None, report: dict) -> None:
     """Write ``report`` as indented JSON to ``path`` (atomically: a temp file, then rename); None writes nothing."""
     if path is None:

@@ -38,7 +38,7 @@ from sandwich.config import compose
 from sandwich.data.images import centre_crop
 from sandwich.data.samples import COLOR_EVAL_PHOTOS, load_photos
 from sandwich.errors import InputError
-from sandwich.evaluate.checkpoint import load_module
+from sandwich.evaluate.checkpoint import load_module, read_checkpoint
 from sandwich.evaluate.run import evaluate
 from sandwich.files import write_json
 from sandwich.metrics.backbones import BACKBONES
@@ -97,7 +97,7 @@ def run_training(cuda: bool, seconds: int, eval_side: int, folder: Path) -> dict
     start = time.perf_counter()
     last = train(compose(overrides))
     trained = time.perf_counter() - start
-    steps = int(torch.load(last, map_location="cpu", weights_only=False)["global_step"])
+    steps = int(read_checkpoint(last)["global_step"])
     module = load_module(best_checkpoint(last))
     images = {name: centre_crop(image, eval_side) for name, image in load_photos(COLOR_EVAL_PHOTOS).items()}
     report = evaluate(module, images, folder / "eval")

@@ -179,6 +179,33 @@ def _read_npy(path: Path, channels: int) -> np.ndarray:
     return array
 
 
+def output_suffix(channels: int) -> str:
+    """The lossless file type that holds images of ``channels`` channels: ``.png`` (RGB, RGBA), else ``.npy``."""
+    return ".png" if channels in (3, 4) else ".npy"
+
+
+def image_bytes(array: np.ndarray, bit_depth: int, suffix: str) -> bytes:
+    """``(H, W, C)`` samples of ``bit_depth`` bits as the bytes of a lossless file that :func:`read_image`
+    reads back to the same samples: ``.png`` for 3 or 4 channels (8-bit; for ``bit_depth`` > 8 a 16-bit
+    PNG, the samples scaled to the full 16-bit range, as cameras and ffmpeg write them), ``.npy`` (8-bit, any
+    channel count).
+
+    Raises:
+        InputError: a suffix that cannot hold the image (``.png`` of other than 3 or 4 channels, ``.npy``
+            of more than 8 bits, any other suffix).
+    """
+    channels = array.shape[2]
+    if suffix == ".png" and channels in (3, 4):
+        if bit_depth > 8:
+            array = (array.astype(np.uint64) * 65535 + peak(bit_depth) // 2) // peak(bit_depth)
+        return imagecodecs.png_encode(np.ascontiguousarray(array.astype(np.uint16 if bit_depth > 8 else np.uint8)))
+    if suffix == ".npy" and bit_depth == 8:
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+        return buffer.getvalue()
+    raise InputError(f"a {channels}-channel {bit_depth}-bit image is written as {output_suffix(channels) if bit_depth == 8 else '.png'}, not {suffix or 'no suffix'}")
+
+
 def list_images(folder: str | Path) -> list[Path]:
     """Image files (by suffix) directly in ``folder``, sorted; raises InputError if there are none."""
     folder = Path(folder)

@@ -8,7 +8,8 @@ Pareto front of all their points. This command takes the family from any mix of:
   ``sandwich sweep`` trains them (pass the folder instead if you gave ``sandwich sweep --out``);
 * checkpoint files;
 * W&B references: ``wandb:ENTITY/PROJECT/RUN_ID``, ``wandb:ENTITY/PROJECT/sweeps/SWEEP_ID`` (every run of
-  the sweep) or ``wandb:ENTITY/PROJECT/model-RUN_ID:best`` (a model artifact), downloaded once.
+  the sweep) or ``wandb:ENTITY/PROJECT/model-RUN_ID:best`` (a model artifact), downloaded once;
+* pretrained models that ship with the package: ``--model NAME`` (``sandwich models``).
 
 Every model is evaluated with the real codec over the knob sweep (``--knobs``, default the config's), on a
 folder of images or the embedded photos of one source; its curve is cached in its run folder
@@ -33,6 +34,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -46,7 +48,8 @@ from sandwich.evaluate.run import (
 )
 from sandwich.evaluate.sweep import RdPoint, from_results, front, has_metric, quality_metrics, results, sweep
 from sandwich.errors import InputError
-from sandwich.files import sha256_file, staged_folder, write_json
+from sandwich.files import cache_root, sha256_file, staged_folder, write_json
+from sandwich.pretrained import model_path
 from sandwich.sample_format import to_tensor
 from sandwich.scenarios.base import SandwichModule
 from sandwich.sweep import grid, load_sweep, point_name, safe_name
@@ -79,9 +82,10 @@ def _run_checkpoint(folder: Path, which: str) -> Path | None:
     return next((folder / "checkpoints" / n for n in names if (folder / "checkpoints" / n).is_file()), None)
 
 
-def find_members(sources: list[str], which: str = "best") -> list[Member]:
-    """The models named by ``sources`` (see the module docstring), in the order given, without duplicates."""
-    members: list[Member] = []
+def find_members(sources: list[str], which: str = "best", models: Sequence[str] = ()) -> list[Member]:
+    """The models named by ``sources`` (see the module docstring) and the pretrained ``models`` (by name; their
+    evaluations cached under ``$SANDWICH_CACHE/pretrained``), in the order given, without duplicates."""
+    members = [Member(model_path(name), cache_root() / "pretrained" / name) for name in models]
     for source in sources:
         if source.startswith(WANDB_PREFIX):
             for path, artifact in wandb_checkpoints(source[len(WANDB_PREFIX) :], which):
@@ -281,7 +285,8 @@ def report(members: list[Member], images: dict[str, np.ndarray], out_dir: Path, 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``sandwich report``."""
-    parser.add_argument("models", nargs="+", metavar="MODELS", help="run folders, folders of runs, sweep files, checkpoints or wandb: references")
+    parser.add_argument("models", nargs="*", metavar="MODELS", help="run folders, folders of runs, sweep files, checkpoints or wandb: references")
+    parser.add_argument("--model", action="append", default=[], metavar="NAME", help="a pretrained model (`sandwich models`) as one more member (repeatable)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", help="folder of 8-bit images (PNG, JPEG, ...; RGBA files or .npy arrays for a 4- or N-channel model; any size)")
     source.add_argument(
@@ -296,7 +301,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """``sandwich report`` entry point."""
-    members = find_members(args.models, args.checkpoint)
+    members = find_members(args.models, args.checkpoint, args.model)
     first = load_module(members[0].checkpoint)
     images = evaluation_images(first, args.images, args.samples)
     out = Path(args.out)

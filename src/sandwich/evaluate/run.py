@@ -37,14 +37,14 @@ from sandwich.data.images import list_images, read_image
 from sandwich.data.samples import sample_set
 from sandwich.codecs.stage import describe_codec
 from sandwich.evaluate.bd import bd_metrics, psnr_gap_range
-from sandwich.evaluate.checkpoint import load_module
+from sandwich.evaluate.checkpoint import add_model_arguments, load_module, model_file
 from sandwich.evaluate.report import plot_rd, results_entry, save_examples, write_index_html
 from sandwich.evaluate.sweep import RdPoint, channel_parts, curve, front, perceptual_metrics, quality_metrics, results, sweep
 from sandwich.errors import InputError
 from sandwich.files import staged_folder
 from sandwich.metrics.psnr import mse, psnr
 from sandwich.sample_format import requantize, to_array, to_tensor
-from sandwich.tracking import WANDB_PREFIX, log_outputs, wandb_checkpoints
+from sandwich.tracking import log_outputs
 from sandwich.scenarios.base import SandwichModule
 
 EXAMPLE_ROWS = 4
@@ -311,10 +311,7 @@ def print_bd(bd: dict[str, dict[str, dict]], metrics: dict[str, str]) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``sandwich eval``."""
-    parser.add_argument(
-        "--ckpt", required=True,
-        help="checkpoint written by `sandwich train` (e.g. runs/.../checkpoints/best.ckpt), or a W&B model artifact: wandb:ENTITY/PROJECT/model-RUN_ID:best",
-    )
+    add_model_arguments(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--images",
@@ -337,12 +334,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """``sandwich eval`` entry point: the report, then its files as a W&B artifact (:func:`~sandwich.tracking.log_outputs`)."""
-    path, artifacts = Path(args.ckpt), []
-    if args.ckpt.startswith(WANDB_PREFIX):
-        (path, artifact), *more = wandb_checkpoints(args.ckpt[len(WANDB_PREFIX) :])
-        if more:
-            raise InputError(f"{args.ckpt}: names {len(more) + 1} models; `sandwich eval` takes one (`sandwich report` takes many)")
-        artifacts.append(artifact)
+    path, artifact = model_file(args.ckpt, args.model)
+    artifacts = [artifact] if artifact else []
     module = load_module(path)
     compare = [load_module(other) for other in args.compare]
     images = evaluation_images(module, args.images, args.samples)

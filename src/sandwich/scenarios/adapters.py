@@ -42,6 +42,16 @@ class Adapter(nn.Module):
     def check(self, height: int, width: int) -> None:
         """Raise InputError when a ``height x width`` source cannot go through this adapter (here: never)."""
 
+    @property
+    def pictures(self) -> int:
+        """Codec pictures per source image (``k``; 1 here)."""
+        return 1
+
+    @property
+    def scale(self) -> int:
+        """How many times smaller per side the codec's pictures are than the source (1 here)."""
+        return 1
+
     def to_codec(self, bottleneck: Tensor) -> Tensor:
         """The bottleneck as the codec's input."""
         return bottleneck
@@ -65,6 +75,10 @@ class Resample(Adapter):
         if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
             raise InputError(f"scenario.scale={factor!r}: the resampling factor must be an integer >= 2")
         self.factor, self.min_side = factor, min_side
+
+    @property
+    def scale(self) -> int:  # noqa: D102
+        return self.factor
 
     def check(self, height: int, width: int) -> None:  # noqa: D102
         low_h, low_w = math.ceil(height / self.factor), math.ceil(width / self.factor)
@@ -107,6 +121,10 @@ class ChannelGroups(Adapter):
 
     def bottleneck_channels(self, codec_channels: int) -> int:  # noqa: D102
         return self.groups * codec_channels
+
+    @property
+    def pictures(self) -> int:  # noqa: D102
+        return self.groups
 
     def to_codec(self, bottleneck: Tensor) -> Tensor:  # noqa: D102
         n, channels, h, w = bottleneck.shape

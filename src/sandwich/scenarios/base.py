@@ -21,7 +21,7 @@ validation codes with the real codec at each of ``codec.val_knobs`` and logs the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -230,16 +230,17 @@ class SandwichModule(L.LightningModule):
         return CodedImage(coded, int(knob), (int(source.shape[-2]), int(source.shape[-1])))
 
     @torch.no_grad()
-    def decode(self, coded: CodedImage) -> tuple[Tensor, Tensor]:
+    def decode(self, coded: CodedImage, post: Callable[[Tensor, Tensor], Tensor] | None = None) -> tuple[Tensor, Tensor]:
         """The decoder half: the real codec's decode of each picture, the adapter's way back and the
-        post-processor -> (the decoded bottleneck, the output), each ``(1, channels, H, W)`` on [0, 1]
-        (the output unclipped, as :meth:`code_real`'s ``recon``)."""
+        post-processor (or ``post``, run in its place: e.g. its ONNX graph) -> (the decoded bottleneck, the
+        output), each ``(1, channels, H, W)`` on [0, 1] (the output unclipped, as :meth:`code_real`'s ``recon``)."""
         real = self.codec.real
         decoded = torch.stack([to_tensor(real.decode(p.data), real.bit_depth) for p in coded.pictures]).to(self.device)
         bits = torch.tensor([float(p.payload_bits) for p in coded.pictures], device=self.device)
         decoded, _ = self.adapter.from_codec(decoded, bits, coded.size)
         level = torch.full((1,), self.codec.level_of(coded.knob), device=self.device)
-        return decoded, decoded if self.post is None else self.post(decoded, level)
+        post = post or self.post
+        return decoded, decoded if post is None else post(decoded, level)
 
     def baselines(self) -> dict[str, dict[str, Baseline]]:
         """The configured non-learned alternatives: ``{name: {variant label: Baseline}}``.

@@ -159,6 +159,14 @@ class Av1Codec(RealCodec):
 
     def decode(self, data: bytes) -> np.ndarray:
         """Decode a stream from :meth:`encode` with dav1d; returns ``(H, W, 3)`` uint8 / uint16."""
+        y, cb, cr = (p.astype(np.float64) for p in self.decode_planes(data))
+        height, width = y.shape
+        cb, cr = (upsample_420(c)[:height, :width] for c in (cb, cr))
+        return to_samples(ycbcr_to_rgb(np.stack([y, cb, cr], axis=-1), self.bit_depth), self.bit_depth)
+
+    def decode_planes(self, data: bytes) -> list[np.ndarray]:
+        """The Y, Cb, Cr planes of a stream from :meth:`encode` as any AV1 decoder outputs them (before
+        up-sampling and colour conversion)."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise InputError(f"av1: expected bytes, got {type(data).__name__}")
         data = bytes(data)
@@ -177,7 +185,4 @@ class Av1Codec(RealCodec):
         frame = frames[0]
         if frame.format.name != self.pix_fmt:
             raise InputError(f"av1: stream is {frame.format.name}, this codec decodes {self.pix_fmt}")
-        y, cb, cr = (p.astype(np.float64) for p in planes_from_frame(frame, self.bit_depth))
-        height, width = y.shape
-        cb, cr = (upsample_420(c)[:height, :width] for c in (cb, cr))
-        return to_samples(ycbcr_to_rgb(np.stack([y, cb, cr], axis=-1), self.bit_depth), self.bit_depth)
+        return planes_from_frame(frame, self.bit_depth)

@@ -204,6 +204,26 @@ class HevcCodec(RealCodec):
 
     def decode(self, data: bytes) -> np.ndarray:
         """Decode a stream from :meth:`encode`; returns ``(H, W)`` or ``(H, W, 3)`` uint8 / uint16."""
+        planes, (crop_w, crop_h) = self._decode_planes(data)
+        height, width = planes[0].shape
+        if crop_h >= height or crop_w >= width:
+            raise InputError("hevc: corrupt stream (crop exceeds the picture)")
+        if self.channels == 1:
+            return np.ascontiguousarray(planes[0][: height - crop_h, : width - crop_w])
+        y = planes[0].astype(np.float64)
+        cb, cr = (p.astype(np.float64) for p in planes[1:])
+        if self.subsampling == "420":
+            cb, cr = upsample_420(cb), upsample_420(cr)
+        rgb = to_samples(ycbcr_to_rgb(np.stack([y, cb, cr], axis=-1), self.bit_depth), self.bit_depth)
+        return np.ascontiguousarray(rgb[: height - crop_h, : width - crop_w])
+
+    def decode_planes(self, data: bytes) -> list[np.ndarray]:
+        """The planes (Y, or Y, Cb, Cr) of a stream from :meth:`encode` as any HEVC decoder outputs them: at the
+        coded size (padding included), before up-sampling and colour conversion."""
+        return self._decode_planes(data)[0]
+
+    def _decode_planes(self, data: bytes) -> tuple[list[np.ndarray], tuple[int, int]]:
+        """(:meth:`decode_planes`, the padding ``(columns, rows)`` its crop NAL unit names)."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise InputError(f"hevc: expected bytes, got {type(data).__name__}")
         data = bytes(data)
@@ -229,18 +249,7 @@ class HevcCodec(RealCodec):
             want.add("yuvj400p")
         if frame.format.name not in want:
             raise InputError(f"hevc: stream is {frame.format.name}, this codec decodes {self.pix_fmt}")
-        planes = planes_from_frame(frame, self.bit_depth)
-        height, width = planes[0].shape
-        if crop_h >= height or crop_w >= width:
-            raise InputError("hevc: corrupt stream (crop exceeds the picture)")
-        if self.channels == 1:
-            return np.ascontiguousarray(planes[0][: height - crop_h, : width - crop_w])
-        y = planes[0].astype(np.float64)
-        cb, cr = (p.astype(np.float64) for p in planes[1:])
-        if self.subsampling == "420":
-            cb, cr = upsample_420(cb), upsample_420(cr)
-        rgb = to_samples(ycbcr_to_rgb(np.stack([y, cb, cr], axis=-1), self.bit_depth), self.bit_depth)
-        return np.ascontiguousarray(rgb[: height - crop_h, : width - crop_w])
+        return planes_from_frame(frame, self.bit_depth), (crop_w, crop_h)
 
     @staticmethod
     def _ffmpeg(stream: bytes) -> av.VideoFrame:

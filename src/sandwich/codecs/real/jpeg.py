@@ -43,6 +43,29 @@ def _header_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
         pos += 2 + length
 
 
+def with_comment(data: bytes, text: bytes) -> bytes:
+    """JPEG stream ``data`` with one COM segment holding ``text`` (at most 65,533 bytes), placed after the
+    APPn segments that follow SOI (JFIF's APP0 must come first). Decoders skip it and the decoded samples
+    do not change; :func:`jpeg_payload_bytes` does not count it."""
+    if len(text) > 65533:
+        raise InputError(f"jpeg: a comment holds at most 65533 bytes, got {len(text)}")
+    pos = next((p for marker, p, _ in _header_segments(data) if not 0xE0 <= marker <= 0xEF), None)
+    if pos is None:
+        raise InputError("jpeg: corrupt stream (no segment after SOI)")
+    return data[:pos] + b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text + data[pos:]
+
+
+def comments(data: bytes) -> list[bytes]:
+    """The text of every COM segment of JPEG stream ``data`` (before its scan), in order.
+
+    Raises:
+        InputError: not a JPEG stream (no SOI) or a corrupt header.
+    """
+    if not data.startswith(b"\xff\xd8"):
+        raise InputError("jpeg: not a JPEG stream (no SOI marker)")
+    return [data[pos + 4 : pos + 2 + length] for marker, pos, length in _header_segments(data) if marker == 0xFE]
+
+
 def jpeg_payload_bytes(data: bytes) -> int:
     """Bytes of a JPEG stream that a decoder needs: all but APPn (0xFFE0-0xFFEF) and COM segments."""
     return len(data) - sum(2 + length for marker, _, length in _header_segments(data) if 0xE0 <= marker <= 0xEF or marker == 0xFE)

@@ -1,0 +1,78 @@
+"""``sandwich decode``: files written by ``sandwich encode`` -> images, through the real codec's standard
+decoder and the sandwich's post-processor.
+
+``IN`` is a file ``sandwich encode`` wrote (for an image of several pictures, any one of them, e.g.
+``photo.0.jpg``), or a folder of them. The output is the image ``sandwich eval`` reconstructs at that knob,
+bit for bit: a PNG (RGB, or RGBA for a 4-channel model; 16-bit for an HDR model, its samples scaled to the
+16-bit range), or ``.npy`` ``(H, W, C)`` uint8 for other channel counts; at the source's size for a
+super-resolution model. A file coded by another model (its header names the weights' hash) is refused.
+
+``--runtime onnx`` runs the post-processor through onnxruntime instead of torch: the graph of ``--onnx DIR``
+(written by ``sandwich export``), else one exported for this run. Its output differs from torch's by at
+most 1e-4 on the [0, 1] scale (checked by ``sandwich export``), so a sample may round to its neighbour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from sandwich.data.images import image_bytes, output_suffix
+from sandwich.deploy.common import add_io_arguments, check_free, load_model, pairs
+from sandwich.deploy.container import CODEC_OF_SUFFIX, Header, read_coded, read_header
+from sandwich.deploy.onnx_export import OnnxProcessor, export
+from sandwich.errors import InputError
+from sandwich.files import write_files
+from sandwich.sample_format import to_array
+from sandwich.scenarios.base import SandwichModule
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``sandwich decode``."""
+    add_io_arguments(parser, "a file written by `sandwich encode` (.jpg, .hevc, .obu, .webp, .jxl)", "the image to write (.png, or .npy for N-channel models)")
+    parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch", help="what runs the post-processor (default: torch)")
+    parser.add_argument("--onnx", metavar="DIR", help="with --runtime onnx: the graphs of `sandwich export --onnx DIR` (default: export them for this run)")
+
+
+def first_pictures(folder: Path, codec: str) -> list[Path]:
+    """The files under ``folder`` that start an image coded with ``codec`` (one per image: the first picture)."""
+    suffixes = {suffix for suffix, name in CODEC_OF_SUFFIX.items() if name == codec}
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes and read_header(p)[2] == 0)
+
+
+def check_header(module: SandwichModule, digest: str, header: Header, path: Path) -> None:
+    """InputError unless ``path`` (with ``header``) was coded by ``module`` (whose weights' digest is ``digest``)."""
+    if header.codec != module.codec.real.name:
+        raise InputError(f"{path}: coded with {header.codec}, this model codes with {module.codec.real.name} ({module.config['name']})")
+    if header.model != digest:
+        raise InputError(f"{path}: coded by model {header.model} ({header.experiment}), not by this one ({digest}, {module.config['name']})")
+
+
+def run(args: argparse.Namespace) -> None:
+    """``sandwich decode`` entry point."""
+    module, digest = load_model(args)
+    codec = module.codec.real.name
+    suffix = output_suffix(module.channels)
+    source, target = Path(args.input), Path(args.output)
+    todo = pairs(source, target, lambda folder: first_pictures(folder, codec), lambda rel: rel.with_name(read_header(source / rel)[1].name).with_suffix(suffix))
+    if not source.is_dir() and target.suffix != suffix:
+        raise InputError(f"{target}: a {module.channels}-channel {module.bit_depth}-bit image is written as {suffix}")
+    check_free([out for _, out in todo], args.force)
+    post = module.post
+    if args.runtime == "onnx" and post is not None:
+        folder = Path(args.onnx) if args.onnx else Path(tempfile.mkdtemp(prefix="sandwich-onnx-"))
+        if not args.onnx:
+            export(module, folder, digest)
+        post = OnnxProcessor(folder / "post.onnx")
+    lines = []
+    for path, out in tqdm(todo, desc=f"decode ({codec})", unit="image", disable=len(todo) == 1):
+        coded, header = read_coded(path, module.codec.real)
+        check_header(module, digest, header, path)
+        _, recon = module.decode(coded, post)
+        write_files({out: image_bytes(np.atleast_3d(to_array(recon[0], module.bit_depth)), module.bit_depth, out.suffix)})
+        lines.append(f"{out}: {header.width}x{header.height}, {module.channels} channels, {module.bit_depth}-bit, from {coded.payload_bits:,} payload bits at {header.codec} {module.codec.knob} {header.knob}")
+    print(*lines, sep="\n")
