@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_DATA := opencv-doc oxygen-icon-theme blender-data   # the stereo, rgba and hdr sample sets (src/sandwich/data/samples.py)
-DEBIAN_DECODERS := libjpeg-turbo-progs webp libjxl-tools ffmpeg dav1d   # djpeg, dwebp, djxl, ffmpeg, dav1d: decoders nobody here wrote (tests/test_deploy.py)
+DEBIAN_DECODERS := libjpeg-turbo-progs webp libjxl-tools ffmpeg dav1d libheif-examples   # djpeg, dwebp, djxl, ffmpeg, dav1d, heif-convert: decoders nobody here wrote (tests/test_deploy.py)
 
 .PHONY: setup demo test bench gpu-check debian-data debian-decoders
 

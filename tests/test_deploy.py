@@ -18,6 +18,7 @@ from sandwich import pretrained
 from sandwich.cli import main
 from sandwich.codecs.real.av1 import Av1Codec
 from sandwich.codecs.real.hevc import HevcCodec
+from sandwich.codecs.real.yuv import to_samples, ycbcr_to_rgb
 from sandwich.config import compose
 from sandwich.data.images import read_image
 from sandwich.data.samples import load_photo
@@ -40,7 +41,7 @@ CASES = {
     "rgb_webp": ("webp", ["experiment=rgb_jpeg420", "codec=webp"]),
     "rgb_jxl": ("jxl", ["experiment=rgb_jpeg420", "codec=jxl"]),
 }
-SUFFIX = {"jpeg": ".jpg", "hevc": ".hevc", "av1": ".obu", "webp": ".webp", "jxl": ".jxl"}
+SUFFIX = {"jpeg": ".jpg", "hevc": ".hevc", "av1": ".avif", "webp": ".webp", "jxl": ".jxl"}
 
 
 def checkpoint(folder: Path, case: str, seed: int = 0) -> Path:
@@ -122,10 +123,10 @@ def external(tool: str) -> str:
     return found
 
 
-def picture(tmp_path: Path, case: str) -> tuple[Path, SandwichModule]:
+def picture(tmp_path: Path, case: str, suffix: str | None = None) -> tuple[Path, SandwichModule]:
     ckpt = checkpoint(tmp_path, case)
     module = load_module(ckpt)
-    out = tmp_path / f"photo{SUFFIX[CASES[case][0]]}"
+    out = tmp_path / f"photo{suffix or SUFFIX[CASES[case][0]]}"
     assert main(["encode", "--ckpt", str(ckpt), str(source_file(tmp_path / "in", module)), str(out)]) == 0
     return out, module
 
@@ -144,18 +145,35 @@ def test_image_decoders_open_the_files(tmp_path: Path, case: str, tool: str) -> 
     assert theirs.shape == ours.shape and np.abs(theirs - ours).max() <= tolerance
 
 
-@pytest.mark.parametrize(("case", "tool"), [("rgb_hevc", "ffmpeg"), ("rgb_av1", "dav1d"), ("rgb_av1", "ffmpeg")])
-def test_video_decoders_open_the_streams(tmp_path: Path, case: str, tool: str) -> None:
-    """ffmpeg's own HEVC decoder and dav1d (and ffmpeg) for AV1 give the planes our decode converts to RGB."""
+@pytest.mark.parametrize(("case", "suffix", "tool"), [("rgb_hevc", ".hevc", "ffmpeg"), ("rgb_av1", ".obu", "dav1d"), ("rgb_av1", ".avif", "ffmpeg")])
+def test_video_decoders_open_the_streams(tmp_path: Path, case: str, suffix: str, tool: str) -> None:
+    """ffmpeg's own HEVC decoder, dav1d (raw OBUs) and ffmpeg (AVIF) give the planes our decode converts to RGB."""
     executable = external(tool)
-    path, module = picture(tmp_path, case)
+    path, module = picture(tmp_path, case, suffix)
     raw = tmp_path / "decoded.yuv"
     args = [executable, "-q", "-i", str(path), "-o", str(raw)] if tool == "dav1d" else [executable, "-v", "error", "-y", "-i", str(path), "-f", "rawvideo", str(raw)]
     subprocess.run(args, check=True, capture_output=True)
     real = module.codec.real
     assert isinstance(real, (HevcCodec, Av1Codec))
-    ours = np.concatenate([p.ravel() for p in real.decode_planes(path.read_bytes())])
+    stream, _ = read_coded(path, real)
+    ours = np.concatenate([p.ravel() for p in real.decode_planes(stream.pictures[0].data)])
     assert np.array_equal(np.fromfile(raw, np.uint8), ours)
+
+
+def test_libheif_opens_the_avif_files(tmp_path: Path) -> None:
+    """libheif (heif-dec, or heif-convert before libheif 1.17) reads the AVIF file's planes as our decode does and
+    converts them with the full-range BT.601 matrix the file signals; its chroma up-sampling is nearest-neighbour
+    (ours is the triangle filter), so its RGB is compared with our planes converted that way."""
+    executable = shutil.which("heif-dec") or external("heif-convert")
+    path, module = picture(tmp_path, "rgb_av1")
+    png = tmp_path / "decoded.png"
+    subprocess.run([executable, str(path), str(png)], check=True, capture_output=True)
+    stream, _ = read_coded(path, module.codec.real)
+    y, cb, cr = (p.astype(float) for p in module.codec.real.decode_planes(stream.pictures[0].data))
+    nearest = [np.repeat(np.repeat(c, 2, 0), 2, 1)[: y.shape[0], : y.shape[1]] for c in (cb, cr)]
+    ours = to_samples(ycbcr_to_rgb(np.stack([y, *nearest], axis=-1), 8), 8).astype(int)
+    theirs = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    assert theirs.shape == ours.shape and np.abs(theirs - ours).max() <= 1
 
 
 def run_cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:

@@ -5,7 +5,8 @@ and alpha). Each picture is the real codec's stream exactly as evaluation coded 
 
 * ``jpeg``: ``.jpg`` (JFIF), the header in a COM segment of every picture (``sandwich {json}``);
 * ``hevc``: ``.hevc``, the raw Annex-B elementary stream (ffmpeg, and any HEVC decoder, reads it);
-* ``av1``: ``.obu``, the low-overhead OBU stream ("Section 5"; dav1d and ffmpeg read it);
+* ``av1``: ``.avif`` (the stream in an AVIF still-image file, muxed by FFmpeg; browsers, libheif and
+  ffmpeg read it) or, given an ``.obu`` name, the low-overhead OBU stream itself ("Section 5"; dav1d reads it);
 * ``webp``: ``.webp`` (RIFF); ``jxl``: ``.jxl`` (the bare codestream, which djxl reads).
 
 Every format but JPEG carries the header in a sidecar, ``OUT.json`` beside ``OUT``. One picture is written
@@ -26,14 +27,15 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from sandwich.codecs.real.av1 import avif_file, avif_stream
 from sandwich.codecs.real.base import Encoded, RealCodec
 from sandwich.codecs.real.jpeg import comments, with_comment
 from sandwich.errors import InputError
 from sandwich.scenarios.base import CodedImage
 
-SUFFIXES = {"jpeg": ".jpg", "hevc": ".hevc", "av1": ".obu", "webp": ".webp", "jxl": ".jxl"}
-"""The file suffix of each real codec's pictures."""
-CODEC_OF_SUFFIX = {suffix: name for name, suffix in SUFFIXES.items()} | {".jpeg": "jpeg"}
+SUFFIXES = {"jpeg": (".jpg", ".jpeg"), "hevc": (".hevc",), "av1": (".avif", ".obu"), "webp": (".webp",), "jxl": (".jxl",)}
+"""The file suffixes of each real codec's pictures, the default first."""
+CODEC_OF_SUFFIX = {suffix: name for name, suffixes in SUFFIXES.items() for suffix in suffixes}
 MAGIC = b"sandwich "  # a JPEG comment holding a header starts with it
 FORMAT = 1  # the header's version
 
@@ -89,9 +91,19 @@ def sidecar(out: Path) -> Path:
 
 
 def check_suffix(out: Path, codec: str) -> None:
-    """InputError unless ``out`` has the suffix of ``codec``'s files."""
+    """InputError unless ``out`` has a suffix of ``codec``'s files."""
     if CODEC_OF_SUFFIX.get(out.suffix.lower()) != codec:
-        raise InputError(f"{out}: a {codec} sandwich writes {SUFFIXES[codec]} files, not {out.suffix or 'no suffix'}")
+        raise InputError(f"{out}: a {codec} sandwich writes {' or '.join(SUFFIXES[codec])} files, not {out.suffix or 'no suffix'}")
+
+
+def file_bytes(stream: bytes, suffix: str) -> bytes:
+    """A codec's stream as the file of ``suffix`` (wrapped in AVIF for ``.avif``, else as it is)."""
+    return avif_file(stream) if suffix.lower() == ".avif" else stream
+
+
+def stream_bytes(data: bytes, suffix: str) -> bytes:
+    """The codec's stream in a file of ``suffix`` (:func:`file_bytes` undone)."""
+    return avif_stream(data) if suffix.lower() == ".avif" else data
 
 
 def coded_files(out: Path, coded: CodedImage, header: Header) -> dict[Path, bytes]:
@@ -103,7 +115,7 @@ def coded_files(out: Path, coded: CodedImage, header: Header) -> dict[Path, byte
             path: with_comment(p.data, MAGIC + header.to_json(picture=i))
             for i, (path, p) in enumerate(zip(paths, coded.pictures, strict=True))
         }
-    return {path: p.data for path, p in zip(paths, coded.pictures, strict=True)} | {sidecar(out): header.to_json()}
+    return {path: file_bytes(p.data, path.suffix) for path, p in zip(paths, coded.pictures, strict=True)} | {sidecar(out): header.to_json()}
 
 
 def read_header(path: Path) -> tuple[Header, Path, int]:
@@ -150,6 +162,6 @@ def read_coded(path: Path, real: RealCodec) -> tuple[CodedImage, Header]:
     for file in picture_paths(base, header.pictures):
         if not file.is_file():
             raise InputError(f"{file}: missing (picture of {base}, which has {header.pictures})")
-        data = file.read_bytes()
+        data = stream_bytes(file.read_bytes(), file.suffix)
         pictures.append(Encoded(data, real.payload_bits(data)))
     return CodedImage(tuple(pictures), header.knob, (header.height, header.width)), header

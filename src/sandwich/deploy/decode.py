@@ -33,7 +33,7 @@ from sandwich.scenarios.base import SandwichModule
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``sandwich decode``."""
-    add_io_arguments(parser, "a file written by `sandwich encode` (.jpg, .hevc, .obu, .webp, .jxl)", "the image to write (.png, or .npy for N-channel models)")
+    add_io_arguments(parser, "a file written by `sandwich encode` (.jpg, .hevc, .avif, .obu, .webp, .jxl)", "the image to write (.png, or .npy for N-channel models)")
     parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch", help="what runs the post-processor (default: torch)")
     parser.add_argument("--onnx", metavar="DIR", help="with --runtime onnx: the graphs of `sandwich export --onnx DIR` (default: export them for this run)")
 

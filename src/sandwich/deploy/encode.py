@@ -3,7 +3,7 @@
 Each image (PNG, JPEG, ...; RGBA or ``.npy`` for a 4- or N-channel model; 16-bit PNG/TIFF or EXR for an
 HDR model) goes through the pre-processor, told the level of the knob value, and the real codec at that
 knob. The pictures are written as the codec's standard files (:mod:`sandwich.deploy.container`: ``.jpg``,
-``.hevc``, ``.obu``, ``.webp``, ``.jxl``), which any decoder opens; the model's identity (a hash of its
+``.hevc``, ``.avif`` (or ``.obu``), ``.webp``, ``.jxl``), which any decoder opens; the model's identity (a hash of its
 weights), the knob and the side information go into a JPEG comment or a ``.json`` sidecar. Several pictures
 per image (a stereo pair, RGBA) go into numbered files. ``sandwich decode`` with the same model restores
 the image; its output equals ``sandwich eval``'s at that knob, bit for bit.
@@ -33,7 +33,7 @@ from torch import Tensor
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``sandwich encode``."""
-    add_io_arguments(parser, "an image", "the file to write (its suffix the codec's: .jpg, .hevc, .obu, .webp, .jxl)")
+    add_io_arguments(parser, "an image", "the file to write (its suffix the codec's: .jpg, .hevc, .avif or .obu, .webp, .jxl)")
     knob = parser.add_mutually_exclusive_group()
     knob.add_argument("--knob", "--quality", "--qp", dest="knob", type=int, help="the real codec's knob value: JPEG/WebP/JPEG XL quality, HEVC/AV1 QP (default: the middle of the model's codec.knobs)")
     knob.add_argument("--bpp", type=float, metavar="TARGET", help="per image, the highest-quality knob value whose payload is at most TARGET bits per source pixel")
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> None:
     """``sandwich encode`` entry point."""
     module, digest = load_model(args)
     codec = module.codec.real
-    suffix = SUFFIXES[codec.name]
+    suffix = SUFFIXES[codec.name][0]
     knob = args.knob if args.knob is not None else module.codec.knobs[len(module.codec.knobs) // 2]
     if args.bpp is None:
         codec.check_knob(knob)
