@@ -23,7 +23,7 @@ import functools
 import math
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from sandwich.errors import InputError
 
@@ -93,15 +93,3 @@ def block_idct(y: Tensor, block: int = 8) -> Tensor:
     _check_shape(y, block)
     dct_matrix(block)
     return _BlockDCT.apply(y, block, True)
-
-
-class BlockDCT(nn.Module):
-    """Module form of :func:`block_dct` (``inverse=True`` gives :func:`block_idct`)."""
-
-    def __init__(self, block: int = 8, inverse: bool = False) -> None:
-        super().__init__()
-        dct_matrix(block)
-        self.block, self.inverse = block, inverse
-
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
-        return block_idct(x, self.block) if self.inverse else block_dct(x, self.block)

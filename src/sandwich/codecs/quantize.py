@@ -1,20 +1,15 @@
-"""Quantizers with surrogate gradients, and the trainable step-size parameterisation.
+"""Rounding with surrogate gradients, and the trainable step-size parameterisation.
 
-Each quantizer maps a real tensor to (nearly) integer levels and documents its forward and backward:
+* :func:`round_half_away` - C's ``round`` (what libjpeg does to DCT coefficients; no gradient).
+* :func:`ste_floor` - forward ``floor(x)``; backward identity.
+* :func:`round_samples` - integer samples ``floor(x + offset)``, clipped, with a straight-through floor.
+* :func:`step_from_param` / :func:`param_from_step` - the published trainable quantisation step.
 
-* :func:`ste_round` - forward: round half away from zero (what libjpeg does to DCT coefficients);
-  backward: identity (straight-through estimator).
-* :func:`noise_round` - forward: ``x + u`` with ``u ~ U(-1/2, 1/2)`` i.i.d. (a training-time stand-in
-  for rounding with the same error variance); backward: identity (the noise is a constant).
-* :func:`ste_floor` - forward: ``floor(x)`` (bit-depth truncation, e.g. 10 -> 8 bits as
-  ``floor(B / 2**t)``); backward: identity.
-
-:func:`quantize` applies a quantizer to ``x / step`` and scales back, ``Q(x) = q(x / step) * step``.
+The proxies' coefficient quantisers (straight-through rounding, uniform noise) are
+:data:`~sandwich.codecs.block_levels.QUANTIZER_MODES`, which every kernel shares.
 """
 
 from __future__ import annotations
-
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -28,38 +23,10 @@ def round_half_away(x: Tensor) -> Tensor:
     return torch.trunc(x + torch.copysign(torch.tensor(0.5, dtype=x.dtype, device=x.device), x))
 
 
-def ste_round(x: Tensor) -> Tensor:
-    """Forward ``round_half_away(x)``; backward identity. Shapes and dtype preserved."""
-    return x + (round_half_away(x) - x).detach()
-
-
 def ste_floor(x: Tensor) -> Tensor:
-    """Forward ``floor(x)``; backward identity. Shapes and dtype preserved."""
+    """Forward ``floor(x)``; backward identity (bit-depth truncation, e.g. 10 -> 8 bits as ``floor(B / 2**t)``).
+    Shapes and dtype preserved."""
     return x + (torch.floor(x) - x).detach()
-
-
-def noise_round(x: Tensor) -> Tensor:
-    """Forward ``x + U(-1/2, 1/2)``; backward identity. Uses the global torch RNG."""
-    return x + (torch.rand_like(x) - 0.5)
-
-
-QUANTIZERS: dict[str, Callable[[Tensor], Tensor]] = {
-    "ste": ste_round,
-    "noise": noise_round,
-    "floor": ste_floor,
-}
-
-
-def get_quantizer(name: str) -> Callable[[Tensor], Tensor]:
-    """The quantizer called ``name`` (``"ste"``, ``"noise"`` or ``"floor"``)."""
-    if name not in QUANTIZERS:
-        raise InputError(f"quantizer {name!r} not one of {', '.join(QUANTIZERS)}")
-    return QUANTIZERS[name]
-
-
-def quantize(x: Tensor, step: Tensor | float, quantizer: str = "ste") -> Tensor:
-    """``q(x / step) * step`` with the named quantizer; ``step`` broadcasts against ``x``."""
-    return get_quantizer(quantizer)(x / step) * step
 
 
 def step_from_param(param: Tensor) -> Tensor:

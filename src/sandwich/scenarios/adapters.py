@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sandwich.codecs.quantize import ste_floor
 from sandwich.errors import InputError
 from sandwich.resize import bicubic_down, lanczos_up
 from sandwich.sample_format import peak
@@ -163,9 +164,7 @@ class BitDepth(Adapter):
         self.bin = 2 ** (source_bits - codec_bits)
 
     def to_codec(self, bottleneck: Tensor) -> Tensor:  # noqa: D102
-        codes = bottleneck * (self.source_peak / self.bin)
-        floored = codes + (torch.floor(codes) - codes).detach()
-        return floored.clamp(0, self.codec_peak) / self.codec_peak
+        return ste_floor(bottleneck * (self.source_peak / self.bin)).clamp(0, self.codec_peak) / self.codec_peak
 
     def from_codec(self, decoded: Tensor, bits: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:  # noqa: D102
         return (decoded * self.codec_peak * self.bin + self.bin / 2) / self.source_peak, bits
