@@ -13,28 +13,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-RGB_TO_YCBCR = (
-    torch.round(
-        torch.tensor(
-            [
-                [0.29900, 0.58700, 0.11400],
-                [-0.16874, -0.33126, 0.50000],
-                [0.50000, -0.41869, -0.08131],
-            ],
-            dtype=torch.float64,
-        )
-        * 2**16
-    )
-    / 2**16
-)
-YCBCR_TO_RGB = torch.tensor(
-    [
-        [1.0, 0.0, 1.402],
-        [1.0, -0.344136286, -0.714136286],
-        [1.0, 1.772, 0.0],
-    ],
-    dtype=torch.float64,
-)
+from sandwich import jfif
+
+RGB_TO_YCBCR = torch.round(torch.tensor(jfif.RGB_TO_YCBCR, dtype=torch.float64) * 2**16) / 2**16
+YCBCR_TO_RGB = torch.tensor(jfif.YCBCR_TO_RGB, dtype=torch.float64)
 # libjpeg's encoder rounds Y half up and Cb, Cr just below half up (``ONE_HALF - 1`` in 16-bit fixed point).
 ENCODER_ROUNDING = (0.5, 0.5 - 2**-16, 0.5 - 2**-16)
 CHROMA_OFFSET = torch.tensor([0.0, 128.0, 128.0], dtype=torch.float64)  # Cb and Cr are centred at 128
@@ -68,4 +50,4 @@ def ycbcr_to_rgb(luma: Tensor, chroma: Tensor) -> Tensor:
 
 def luma8(rgb: np.ndarray) -> np.ndarray:
     """``(H, W, 3)`` uint8 RGB -> ``(H, W)`` uint8 JFIF luma ``round(0.299 R + 0.587 G + 0.114 B)``."""
-    return np.floor(rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) + 0.5).astype(np.uint8)
+    return np.floor(rgb.astype(np.float64) @ np.array(jfif.BT601_LUMA) + 0.5).astype(np.uint8)

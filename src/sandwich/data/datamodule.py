@@ -59,6 +59,7 @@ import webdataset as wds
 from sandwich.data.images import centre_crop, defocus
 from sandwich.data.shards import decode_sample, ensure_sample_shards, index_bit_depth, index_channels, read_index
 from sandwich.errors import InputError
+from sandwich.jfif import BT601_LUMA
 from sandwich.sample_format import peak, requantize, to_tensor
 
 
@@ -324,7 +325,7 @@ def recolour(rgb: np.ndarray, order: list[int], saturation: float) -> np.ndarray
     """``(H, W, 3)`` uint8 with its channels in ``order`` and its chroma scaled by ``saturation`` about the
     JFIF luma (rounded, clipped to 0..255)."""
     x = rgb[..., order].astype(np.float32)
-    y = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    y = x @ np.array(BT601_LUMA, dtype=np.float32)
     return np.clip(np.floor(y[..., None] + saturation * (x - y[..., None]) + 0.5), 0, 255).astype(np.uint8)
 
 

@@ -12,10 +12,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sandwich.jfif import BT601_LUMA
 from sandwich.sample_format import peak
 
-BT601_LUMA = (0.299, 0.587, 0.114)
-"""Weights of R, G, B in the luma Y (ITU-R BT.601, as JPEG's JFIF colour conversion)."""
 
 
 def mse(source: Tensor, recon: Tensor, bit_depth: int = 8) -> Tensor:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sandwich.metrics.psnr import BT601_LUMA as _LUMA
+from sandwich.jfif import BT601_LUMA as _LUMA
 
 
 

@@ -209,9 +209,7 @@ class Av1Codec(RealCodec):
     def decode_planes(self, data: bytes) -> list[np.ndarray]:
         """The Y, Cb, Cr planes of a stream from :meth:`encode` as any AV1 decoder outputs them (before
         up-sampling and colour conversion)."""
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise InputError(f"av1: expected bytes, got {type(data).__name__}")
-        data = bytes(data)
+        data = self.checked_stream(data)
         kinds = [kind for kind, _ in split_obus(data)]
         if OBU_SEQUENCE_HEADER not in kinds or not {OBU_FRAME, OBU_TILE_GROUP} & set(kinds):
             raise InputError("av1: corrupt stream (missing sequence header or frame)")

@@ -95,6 +95,12 @@ class RealCodec(abc.ABC):
                 f"{self.name}: sample value {int(image.max())} does not fit in {self.bit_depth} bits"
             )
 
+    def checked_stream(self, data: object) -> bytes:
+        """``data`` as ``bytes`` for :meth:`decode` (a bytes-like stream); InputError for anything else."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise InputError(f"{self.name}: expected bytes, got {type(data).__name__}")
+        return bytes(data)
+
     def check_knob(self, knob: int) -> None:
         """Raise :class:`InputError` unless knob value ``knob`` lies in :attr:`knob_range`."""
         lo, hi = self.knob_range

@@ -224,9 +224,7 @@ class HevcCodec(RealCodec):
 
     def _decode_planes(self, data: bytes) -> tuple[list[np.ndarray], tuple[int, int]]:
         """(:meth:`decode_planes`, the padding ``(columns, rows)`` its crop NAL unit names)."""
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise InputError(f"hevc: expected bytes, got {type(data).__name__}")
-        data = bytes(data)
+        data = self.checked_stream(data)
         units = split_nal_units(data)
         crop_w = crop_h = 0
         if nal_type(units[0]) == NAL_CROP:

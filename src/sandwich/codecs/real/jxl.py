@@ -119,9 +119,7 @@ class JxlCodec(RealCodec):
 
     def decode(self, data: bytes) -> np.ndarray:
         """Decode with libjxl; returns ``(H, W)`` or ``(H, W, 3)`` uint8 / uint16."""
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise InputError(f"jxl: expected bytes, got {type(data).__name__}")
-        data = bytes(data)
+        data = self.checked_stream(data)
         if not data.startswith(_SIGNATURE):
             raise InputError("jxl: not a bare JPEG XL codestream (no FF 0A signature)")
         try:

@@ -79,8 +79,6 @@ class WebpCodec(RealCodec):
 
     def decode(self, data: bytes) -> np.ndarray:
         """Decode with libwebp; returns ``(H, W, 3)`` uint8."""
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise InputError(f"webp: expected bytes, got {type(data).__name__}")
-        data = bytes(data)
+        data = self.checked_stream(data)
         webp_payload_bytes(data)  # structural check: catches truncation and non-WebP input
         return pillow_decode(data, "webp", "WEBP", "RGB")

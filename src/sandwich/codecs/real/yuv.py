@@ -11,24 +11,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sandwich import jfif
+
 if TYPE_CHECKING:  # PyAV (FFmpeg) is imported where a frame is made: JPEG-only work never loads FFmpeg
     import av
 
 # Full-range BT.601 (JFIF) RGB -> YCbCr; Cb/Cr rows get the mid-grey offset added separately.
-_RGB_TO_YCC = np.array(
-    [
-        [0.299, 0.587, 0.114],
-        [-0.168736, -0.331264, 0.5],
-        [0.5, -0.418688, -0.081312],
-    ]
-)
-_YCC_TO_RGB = np.array(
-    [
-        [1.0, 0.0, 1.402],
-        [1.0, -0.344136, -0.714136],
-        [1.0, 1.772, 0.0],
-    ]
-)
+_RGB_TO_YCC = np.array(jfif.RGB_TO_YCBCR)
+_YCC_TO_RGB = np.array(jfif.YCBCR_TO_RGB)
 
 
 def is_int(value: object) -> bool:
