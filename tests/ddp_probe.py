@@ -13,7 +13,7 @@ from pathlib import Path
 import lightning as L
 
 from sandwich.config import compose
-from sandwich.train import quiet_lightning, train
+from sandwich.training import quiet_lightning, train
 
 
 class RankReport(L.Callback):

@@ -12,7 +12,8 @@ from sandwich.errors import InputError
 from sandwich.nets.colour_maps import TextureEmbed, TextureExtract, extract_planes, haar2, ihaar2, rgb_to_ycc, ycc_to_rgb
 from sandwich.nets.mlp import PointwiseMLP
 from sandwich.nets.processor import Processor
-from sandwich.nets.unet import UNET_PRESETS, create_unet
+from sandwich.nets.processor import create_unet
+from sandwich.nets.unet import UNET_PRESETS
 
 # Table II of the sandwich papers (3 -> 3 channels), and the paper's full U-Net. The table's totals
 # include the 387-parameter pointwise MLP branch.

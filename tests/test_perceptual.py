@@ -200,7 +200,7 @@ def test_pre_only_output_is_what_a_plain_jpeg_decoder_shows(tmp_path):
     back by Pillow's decoder, is the output `sandwich eval` measured (PSNR and LPIPS in results.json), pixel for pixel."""
     from sandwich.config import compose
     from sandwich.evaluate.checkpoint import load_module
-    from sandwich.train import train
+    from sandwich.training import train
 
     tiny = ["data.crop=32", "data.batch_size=2", "data.val_crop=48", "data.batches_per_epoch=2", "+trainer.fast_dev_run=true"]
     config = compose(["experiment=lpips_jpeg_preonly", f"out_dir={tmp_path / 'run'}", "logger=csv", *tiny])
@@ -246,7 +246,7 @@ def test_a_compared_model_is_measured_in_the_reports_perceptual_metrics(tmp_path
     """A model without perceptual metrics of its own, swept for a perceptual report, gets the report's: its
     curve has LPIPS values (the codec's own LPIPS at each quality, for identity networks) and BD figures can be taken."""
     from sandwich.config import compose
-    from sandwich.evaluate.sweep import quality_metrics, results, sweep
+    from sandwich.evaluate.knob_sweep import quality_metrics, results, sweep
     from sandwich.scenarios.registry import create_module
 
     module = create_module(compose(["experiment=rgb_jpeg420", "net=none", f"out_dir={tmp_path}"])).eval()

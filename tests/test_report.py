@@ -15,7 +15,10 @@ from PIL import Image
 import sandwich.evaluate.family as family
 from sandwich.cli import main
 from sandwich.evaluate.run import bd_report
-from sandwich.evaluate.sweep import METRICS, RdPoint, front
+from sandwich.evaluate.metric_names import REPORTED
+from sandwich.evaluate.knob_sweep import RdPoint, front
+
+METRICS = {key: name.name for key, name in REPORTED.items()}
 from sandwich.tracking import run_id
 from wandb_log import md5_b64, of_type, offline_runs, records
 

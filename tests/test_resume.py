@@ -23,7 +23,7 @@ SIGNAL_AT_STEP = """
 import os, signal, sys
 import lightning as L
 from sandwich.config import compose
-from sandwich.train import train
+from sandwich.training import train
 
 class SignalAt(L.Callback):
     def on_train_batch_start(self, trainer, *args):

@@ -23,7 +23,7 @@ from sandwich.metrics.backbones import BACKBONES
 from sandwich.metrics.psnr import mse
 from sandwich.sample_format import to_array, to_tensor
 from sandwich.scenarios.registry import create_module
-from sandwich.train import train
+from sandwich.training import train
 
 TINY = ["data.crop=32", "data.batch_size=2", "data.val_crop=48", "data.batches_per_epoch=2", "log_images=1"]
 
@@ -155,8 +155,8 @@ def test_a_configuration_with_its_own_adapter_needs_no_change_to_the_base(tmp_pa
         def to_codec(self, bottleneck):
             return F.avg_pool2d(bottleneck, 2)
 
-        def from_codec(self, decoded, bits, bottleneck):
-            return F.interpolate(decoded, size=bottleneck.shape[-2:], mode="bilinear", align_corners=False), bits
+        def from_codec(self, decoded, bits, size):
+            return F.interpolate(decoded, size=size, mode="bilinear", align_corners=False), bits
 
     class Downsampled(SandwichModule):
         def make_adapter(self):

@@ -12,7 +12,7 @@ from PIL import Image
 
 from sandwich.cli import main
 from sandwich.launch import FINISHED
-from sandwich.sweep import grid, load_sweep, plan, render
+from sandwich.sweep_files import grid, load_sweep, plan, render
 
 SWEEPS = sorted((Path(__file__).resolve().parents[1] / "sweeps").glob("*.yaml"))
 TINY = ["data.crop=32", "data.batch_size=2", "data.val_crop=48", "data.batches_per_epoch=2", "trainer.max_steps=2"]

@@ -12,7 +12,7 @@ from torch import nn
 from sandwich.errors import InputError
 from sandwich.nets.processor import Processor
 from sandwich.nets.timm_unet import TimmUNet
-from sandwich.nets.unet import create_unet
+from sandwich.nets.processor import create_unet
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ from sandwich.cli import main
 from sandwich.config import compose
 from sandwich.data.shards import ensure_sample_shards
 from sandwich.tracking import NOT_A_CHECKOUT, PROVENANCE, git_commit, git_diff, run_id, wandb_mode, write_provenance
-from sandwich.train import train
+from sandwich.training import train
 from wandb_log import history, md5_b64, of_type, offline_runs, records
 
 TINY = ["data.crop=32", "data.batch_size=2", "data.val_crop=48", "data.batches_per_epoch=2", "trainer.log_every_n_steps=1"]

@@ -22,9 +22,9 @@ from sandwich.data.images import centre_crop
 from sandwich.data.samples import COLOR_EVAL_PHOTOS, COLOR_TRAIN_PHOTOS, COLOR_VAL_PHOTOS, load_photos
 from sandwich.evaluate.checkpoint import load_module
 from sandwich.evaluate.run import evaluate, print_bd
-from sandwich.evaluate.sweep import quality_metrics
+from sandwich.evaluate.knob_sweep import quality_metrics
 from sandwich.errors import InputError
-from sandwich.train import best_checkpoint, quiet_lightning, train
+from sandwich.training import best_checkpoint, quiet_lightning, train
 
 EXPERIMENT = "gray_jpeg"
 VERDICT_METRICS = ("psnr-rgb", "ms-ssim-db")  # what the demo prints: RGB figures (PSNR-Y vs a luma-only codec misleads)

@@ -14,7 +14,7 @@ the job (``scontrol requeue``, at most ``max_requeues`` times after time-outs) a
 ``SystemExit``, on which Lightning runs the callbacks' exception hooks: a single-process run writes
 ``last.ckpt`` at its current step (``CheckpointOnInterrupt``), a multi-rank run keeps its last periodic one
 (``checkpoint_every``). Lightning's own SLURM auto-requeue (``SIGUSR1``) is switched off
-(:func:`sandwich.train.build`), so that one signal has one owner. ``SIGTERM`` (a plain ``scancel``, or
+(:func:`sandwich.training.build`), so that one signal has one owner. ``SIGTERM`` (a plain ``scancel``, or
 preemption on a partition that requeues by itself) makes Lightning stop every rank at the same step, and
 a single-process run writes ``last.ckpt`` before exiting. The requeued job runs the same configuration:
 it resumes from ``last.ckpt`` and continues the same W&B run (its id derives from the run folder).
@@ -36,6 +36,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from sandwich.errors import InputError
 from sandwich.files import write_json
 from sandwich.registry import Registry
+from sandwich.training import quiet_lightning, train
 
 FINISHED = "finished.json"  # written into a run folder when its training returned (sweeps skip such points)
 
@@ -53,8 +54,6 @@ class TrainJob(submitit.helpers.Checkpointable):
         self.config, self.point = config, point
 
     def __call__(self) -> str:
-        from sandwich.train import quiet_lightning, train
-
         quiet_lightning()
         last = train(self.config)
         if self.point is not None:

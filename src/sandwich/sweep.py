@@ -20,82 +20,13 @@ your images (``--report-images``); ``--no-report`` skips it.
 from __future__ import annotations
 
 import argparse
-import itertools
-import re
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from sandwich.config import compose
 from sandwich.errors import InputError
+from sandwich.evaluate.family import run_report
 from sandwich.launch import FINISHED, TrainJob, is_local, submit, submit_folder
-
-
-def load_sweep(path: str | Path) -> dict[str, Any]:
-    """The sweep configuration in ``path``; InputError unless it is a grid sweep of ``sandwich train``."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such sweep file")
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(spec, dict) or spec.get("method") != "grid" or not isinstance(spec.get("parameters"), dict):
-        raise InputError(f"{path}: expected a W&B sweep with method: grid and parameters")
-    command = [str(c) for c in spec.get("command", [])]
-    if "train" not in command or "${args_no_hyphens}" not in command:
-        raise InputError(f"{path}: its command must run `sandwich train ... ${{args_no_hyphens}}`")
-    for key, values in spec["parameters"].items():
-        if not isinstance(values, dict) or not ("values" in values or "value" in values):
-            raise InputError(f"{path}: parameter {key!r} needs values (a grid sweep takes only values/value)")
-    return spec
-
-
-def grid(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every grid point ``{key: value}``, in the order W&B's grid search runs them (last key fastest)."""
-    keys = list(spec["parameters"])
-    choices = [p["values"] if "values" in p else [p["value"]] for p in spec["parameters"].values()]
-    return [dict(zip(keys, combination, strict=True)) for combination in itertools.product(*choices)]
-
-
-def render(spec: dict[str, Any], point: dict[str, Any]) -> list[str]:
-    """The command the W&B agent would run for ``point`` (its macros filled as wandb's agent fills them)."""
-    from wandb.sdk.launch.sweeps import utils as sweep_utils
-
-    values = sweep_utils.create_sweep_command_args({"args": {k: {"value": v} for k, v in point.items()}})
-    values |= {"env": ["/usr/bin/env"], "interpreter": ["python"], "program": [str(spec.get("program", "sandwich"))]}
-    rendered: list[str] = []
-    for chunk in sweep_utils.create_sweep_command([str(c) for c in spec["command"]]):
-        rendered += values.get(chunk[2:-1], []) if chunk.startswith("${") and chunk.endswith("}") else [chunk]
-    return rendered
-
-
-def train_overrides(command: list[str]) -> list[str]:
-    """The Hydra overrides of a rendered ``sandwich train`` command (what follows ``train``)."""
-    return command[command.index("train") + 1 :]
-
-
-def safe_name(text: str) -> str:
-    """``text`` with every character a file name should not hold replaced by ``_``."""
-    return re.sub(r"[^A-Za-z0-9_.=,+-]", "_", text)
-
-
-def point_name(point: dict[str, Any]) -> str:
-    """A folder name for a grid point, e.g. ``lmbda=30``."""
-    return safe_name(",".join(f"{k}={v}" for k, v in point.items()))
-
-
-def plan(path: str | Path, out: str | Path | None, extra: list[str]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """``(point, resolved config)`` for every grid point of the sweep file; all are composed (and so
-    checked) before any runs."""
-    spec = load_sweep(path)
-    folder = Path(out) if out else Path("runs") / "sweeps" / Path(path).stem
-    planned = []
-    for point in grid(spec):
-        overrides = [*train_overrides(render(spec, point)), *extra, f"out_dir='{folder / point_name(point)}'"]  # quoted: names hold "="
-        planned.append((point, compose(overrides)))
-    return planned
+from sandwich.sweep_files import plan, point_name
+from sandwich.training import quiet_lightning
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -114,8 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """``sandwich sweep`` entry point."""
-    from sandwich.train import quiet_lightning
-
     planned = plan(args.sweep, args.out, args.overrides)
     if args.report_images and not Path(args.report_images).is_dir():
         raise InputError(f"--report-images {args.report_images}: no such folder")
@@ -141,8 +70,4 @@ def run(args: argparse.Namespace) -> None:
         TrainJob(config, point)()
     print(f"sandwich sweep: all {len(planned)} points trained, in {folder}")
     if not args.no_report:
-        from sandwich.evaluate import family
-
-        samples = None if args.report_images else args.report_samples
-        points = [config["out_dir"] for _, config in planned]
-        family.run(argparse.Namespace(models=points, images=args.report_images, samples=samples, out=folder / "report", knobs=None, checkpoint="best", anchor=[]))
+        run_report([config["out_dir"] for _, config in planned], folder / "report", args.report_images, None if args.report_images else args.report_samples)

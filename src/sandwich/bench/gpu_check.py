@@ -42,7 +42,7 @@ from sandwich.evaluate.checkpoint import load_module, read_checkpoint
 from sandwich.evaluate.run import evaluate
 from sandwich.files import write_json
 from sandwich.metrics.backbones import BACKBONES
-from sandwich.train import best_checkpoint, quiet_lightning, train
+from sandwich.training import best_checkpoint, quiet_lightning, train
 
 TESTS = Path(__file__).resolve().parents[3] / "tests"
 TRAIN_EXPERIMENTS = ("rgb_jpeg420", "sr2_jpeg", "lpips_jpeg")

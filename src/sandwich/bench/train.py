@@ -45,7 +45,7 @@ from sandwich.errors import InputError
 from sandwich.files import write_json
 from sandwich.scenarios.base import SandwichModule, picture_levels
 from sandwich.scenarios.registry import create_module
-from sandwich.train import quiet_lightning
+from sandwich.training import quiet_lightning
 
 STAGES = ("pre", "adapter", "codec", "real_codec", "post", "distortion")
 

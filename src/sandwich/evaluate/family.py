@@ -46,13 +46,13 @@ from sandwich.evaluate.report import plot_rd, results_entry, write_index_html
 from sandwich.evaluate.run import (
     baseline_codec, baseline_codings, baseline_entries, bd_report, bd_rows, check_images, check_knobs, evaluation_images, figure_files, print_bd, sweep_baselines,
 )
-from sandwich.evaluate.sweep import RdPoint, from_results, front, has_metric, quality_metrics, results, sweep
+from sandwich.evaluate.knob_sweep import RdPoint, from_results, front, has_metric, quality_metrics, results, sweep
 from sandwich.errors import InputError
 from sandwich.files import cache_root, sha256_file, staged_folder, write_json
 from sandwich.pretrained import model_path
 from sandwich.sample_format import to_tensor
 from sandwich.scenarios.base import SandwichModule
-from sandwich.sweep import grid, load_sweep, point_name, safe_name
+from sandwich.sweep_files import grid, load_sweep, point_name, safe_name
 from sandwich.tracking import WANDB_PREFIX, log_outputs, wandb_checkpoints
 
 FAMILY_KEYS = ("scenario", "codec")
@@ -301,11 +301,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """``sandwich report`` entry point."""
-    members = find_members(args.models, args.checkpoint, args.model)
+    run_report(args.models, Path(args.out), args.images, args.samples, args.knobs, args.checkpoint, args.anchor, args.model)
+
+
+def run_report(
+    sources: Sequence[str], out: Path, images: str | None = None, samples: str | None = None, knobs: Sequence[int] | None = None,
+    which: str = "best", anchors: Sequence[str] = (), models: Sequence[str] = (),
+) -> dict:
+    """The report of the family ``sources`` and pretrained ``models`` name (:func:`find_members`; checkpoint
+    ``which`` of a run), on the images of folder ``images`` or the embedded photos of source ``samples``
+    (neither: the held-out source), written to ``out``, printed, and logged as a W&B artifact. Returns
+    ``results.json``'s content."""
+    members = find_members(list(sources), which, models)
     first = load_module(members[0].checkpoint)
-    images = evaluation_images(first, args.images, args.samples)
-    out = Path(args.out)
-    result = report(members, images, out, args.knobs, args.anchor)
+    result = report(members, evaluation_images(first, images, samples), out, knobs, list(anchors))
     metrics = quality_metrics(first)
     files = figure_files(metrics).values()
     print(f"sandwich: wrote {out}/results.json, curves/, {', '.join(files)}, index.html")
@@ -318,3 +327,4 @@ def run(args: argparse.Namespace) -> None:
         {f"bd/{metric}/{name}": bd["bd_rate_percent"] for metric, per in result["bd"].items() for name, bd in per.items()},
         [m.artifact for m in members if m.artifact],
     )
+    return result

@@ -14,17 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from sandwich.errors import InputError
-
-_METRIC_LABELS = {
-    "psnr-rgb": "PSNR, RGB (dB)",
-    "psnr-y": "PSNR, luma (dB)",
-    "ms-ssim-rgb": "MS-SSIM, RGB (0–1, higher is better)",
-    "ms-ssim-db": "MS-SSIM (dB, −10·log10(1 − MS-SSIM))",
-    "lpips": "LPIPS (lower is better)",
-    "lpips-db": "LPIPS (dB, −10·log10 LPIPS)",
-    "dists-db": "DISTS (dB, −10·log10 DISTS)",
-}
-"""Y-axis labels with units for the CompressAI metric keys; other keys are shown as given."""
+from sandwich.evaluate.metric_names import metric_name
 
 _DPI = 100
 """Resolution of every saved PNG, in pixels per inch (figure sizes below are in inches)."""
@@ -83,7 +73,7 @@ def plot_rd(
     for name, value in (lines or {}).items():
         ax.axhline(value, linestyle="--", color="gray", linewidth=1, label=name)
     ax.set_xlabel("rate (bpp, bits per source pixel)")
-    ax.set_ylabel(_METRIC_LABELS.get(metric, metric))
+    ax.set_ylabel(metric_name(metric).axis)
     ax.set_title(title)
     ax.grid(True, alpha=0.4)
     ax.legend(fontsize="small")

@@ -11,7 +11,7 @@ embedding's gains, is merged into one curve by its Pareto front), and for every 
   ``"baselines"`` (same format, by name; ``"codec"`` is the codec alone; compared models too, named in
   ``"compared"``), ``"bd"`` (per quality metric, ``psnr-rgb`` (all channels), ``psnr-y`` (BT.601 luma),
   ``ms-ssim-db`` = ``-10 log10(1 - MS-SSIM)``, and ``psnr-part-<part>`` for each channel part of a
-  multi-part source (:mod:`sandwich.evaluate.sweep`): BD-rate and BD-quality of the sandwich vs each
+  multi-part source (:mod:`sandwich.evaluate.knob_sweep`): BD-rate and BD-quality of the sandwich vs each
   baseline, on the Pareto fronts in that metric);
 * ``rd.png`` (PSNR), ``rd_psnr-y.png``, ``rd_ms-ssim.png`` (and ``rd_psnr-part-<part>.png``): all RD curves;
   ``examples.png``: source, bottleneck, sandwich and baselines side by side (the channel parts of a
@@ -37,9 +37,10 @@ from sandwich.data.images import list_images, read_image
 from sandwich.data.samples import sample_set
 from sandwich.codecs.stage import describe_codec
 from sandwich.evaluate.bd import bd_metrics, psnr_gap_range
+from sandwich.evaluate.metric_names import metric_name
 from sandwich.evaluate.checkpoint import add_model_arguments, load_module, model_file
 from sandwich.evaluate.report import plot_rd, results_entry, save_examples, write_index_html
-from sandwich.evaluate.sweep import RdPoint, channel_parts, curve, front, perceptual_metrics, quality_metrics, results, sweep
+from sandwich.evaluate.knob_sweep import RdPoint, channel_parts, curve, front, perceptual_metrics, quality_metrics, results, sweep
 from sandwich.errors import InputError
 from sandwich.files import staged_folder
 from sandwich.metrics.psnr import mse, psnr
@@ -48,12 +49,11 @@ from sandwich.tracking import log_outputs
 from sandwich.scenarios.base import SandwichModule
 
 EXAMPLE_ROWS = 4
-FIGURES = {"psnr-rgb": "rd.png", "psnr-y": "rd_psnr-y.png", "ms-ssim-db": "rd_ms-ssim.png"}  # RD plot file per metric (others: rd_<metric>.png)
 
 
 def figure_files(metrics: dict[str, str]) -> dict[str, str]:
     """The RD plot's file name per quality metric."""
-    return {metric: FIGURES.get(metric, f"rd_{metric}.png") for metric in metrics}
+    return {metric: metric_name(metric).figure for metric in metrics}
 
 
 def _example_rows(module: SandwichModule, images: dict[str, np.ndarray], sandwich: list[RdPoint], baselines: dict[str, list[RdPoint]], prefix: str) -> list:
@@ -102,7 +102,7 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
 
 def bd_report(baselines: dict[str, list[RdPoint]], sandwich: list[RdPoint], metrics: dict[str, str]) -> dict[str, dict[str, dict]]:
     """``{metric: {baseline: BD figures and gain range}}`` of the sandwich against each baseline's points,
-    for every quality metric of ``metrics`` (:func:`~sandwich.evaluate.sweep.quality_metrics`; fronts taken per metric)."""
+    for every quality metric of ``metrics`` (:func:`~sandwich.evaluate.knob_sweep.quality_metrics`; fronts taken per metric)."""
     return {
         metric: {
             name: bd_metrics(*curve(points, metric), *curve(sandwich, metric)) | {"gap": psnr_gap_range(*curve(points, metric), *curve(sandwich, metric))}

@@ -41,7 +41,7 @@ from sandwich.nets.channel_maps import ChannelPack, ChannelUnpack
 from sandwich.nets.colour_maps import EmbeddingGain, GrayToRgb, Luma, TextureEmbed, TextureExtract
 from sandwich.nets.mlp import PointwiseMLP
 from sandwich.nets.tone_curves import PowerCurve
-from sandwich.nets.unet import create_unet
+from sandwich.nets.unet import UNET_PRESETS, UNet
 from sandwich.registry import Registry
 
 LEVEL_SCALE = 4.0  # levels (octaves) are divided by this before they enter a network (about [-1, 1] over q10..q95)
@@ -57,6 +57,20 @@ BYPASSES: Registry[nn.Module] = Registry(
 CHANNELS: dict[str, tuple[int | None, int | None]] = {
     "identity": (None, None), "power": (None, None), "luma": (3, 1), "gray_to_rgb": (1, 3), "texture_embed": (3, 1), "texture_extract": (1, 3)
 }
+
+
+def create_unet(preset: str, in_channels: int, out_channels: int) -> nn.Module:
+    """The U-Net ``preset`` for the given channel counts: a key of :data:`~sandwich.nets.unet.UNET_PRESETS`, or ``"timm:<encoder>"``
+    for a :class:`~sandwich.nets.timm_unet.TimmUNet` over that timm encoder (pretrained weights if cached).
+    Both map ``(N, in_channels, H, W) -> (N, out_channels, H, W)`` and have a last conv ``.head``."""
+    if preset.startswith("timm:"):
+        from sandwich.nets.timm_unet import TimmUNet  # importing timm takes seconds: only when asked for
+
+        return TimmUNet(preset.removeprefix("timm:"), in_channels, out_channels)
+    if preset not in UNET_PRESETS:
+        raise InputError(f"unet preset {preset!r} not one of {', '.join(UNET_PRESETS)}, nor 'timm:<encoder>'")
+    encoder, decoder = UNET_PRESETS[preset]
+    return UNet(in_channels, out_channels, encoder, decoder)
 
 
 class Processor(nn.Module):

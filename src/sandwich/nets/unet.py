@@ -105,17 +105,3 @@ class UNet(nn.Module):
             x = block(torch.cat([x, skip], dim=1))
         out = self.head(x)
         return out[..., :h, :w]
-
-
-def create_unet(preset: str, in_channels: int, out_channels: int) -> nn.Module:
-    """The U-Net ``preset`` for the given channel counts: a key of :data:`UNET_PRESETS`, or ``"timm:<encoder>"``
-    for a :class:`~sandwich.nets.timm_unet.TimmUNet` over that timm encoder (pretrained weights if cached).
-    Both map ``(N, in_channels, H, W) -> (N, out_channels, H, W)`` and have a last conv ``.head``."""
-    if preset.startswith("timm:"):
-        from sandwich.nets.timm_unet import TimmUNet  # importing timm takes seconds: only when asked for
-
-        return TimmUNet(preset.removeprefix("timm:"), in_channels, out_channels)
-    if preset not in UNET_PRESETS:
-        raise InputError(f"unet preset {preset!r} not one of {', '.join(UNET_PRESETS)}, nor 'timm:<encoder>'")
-    encoder, decoder = UNET_PRESETS[preset]
-    return UNet(in_channels, out_channels, encoder, decoder)

@@ -2,7 +2,7 @@
 
 Rates are bits per source pixel from the real codec's payload bytes; PSNR (dB, the source's bit depth,
 over all channels), PSNR-Y (of the BT.601 luma) and MS-SSIM are averaged over images, as CompressAI's evaluation does. Quality metrics by name
-(:data:`METRICS`) give the Pareto fronts and BD figures of a report.
+(:func:`quality_metrics`) give the Pareto fronts and BD figures of a report.
 
 A source of more than three channels names its parts (``scenario.parts``, e.g. a stereo pair's ``left``
 and ``right``, RGBA's ``rgb`` and ``alpha``): each part's PSNR is a metric of its own (``psnr-part-<part>``,
@@ -27,14 +27,13 @@ from tqdm import tqdm
 
 from sandwich.evaluate.bd import pareto_front
 from sandwich.errors import InputError
+from sandwich.evaluate.metric_names import DB_SUFFIX, PART_PREFIX, REPORTED, metric_name
 from sandwich.metrics.ms_ssim import ms_ssim, ms_ssim_db
 from sandwich.metrics.perceptual import PERCEPTUAL_METRICS, distance_db
 from sandwich.metrics.psnr import luma_mse, mse, psnr
 from sandwich.sample_format import to_array
 from sandwich.scenarios.base import Baseline, SandwichModule
 
-# CompressAI results key -> how a report names it; every one rises with quality and is in dB.
-METRICS = {"psnr-rgb": "PSNR", "psnr-y": "PSNR-Y", "ms-ssim-db": "MS-SSIM (dB)"}
 
 
 @dataclass
@@ -68,10 +67,6 @@ class RdPoint:
         return {"psnr-rgb": self.psnr, "psnr-y": self.psnr_y}[metric]
 
 
-PART_PREFIX = "psnr-part-"
-"""Results key prefix of a part's PSNR (``psnr-part-left``)."""
-DB_SUFFIX = "-db"
-"""Results key suffix of a perceptual distance on its rising dB scale (``lpips-db``)."""
 PICTURE_PREFIX = "bpp-picture-"
 """Results key prefix of the rate of a source's k-th codec picture when it has several (``bpp-picture-0``); they sum to ``bpp``."""
 
@@ -91,12 +86,10 @@ def perceptual_metrics(module: SandwichModule) -> tuple[str, ...]:
 
 
 def quality_metrics(module: SandwichModule) -> dict[str, str]:
-    """:data:`METRICS` plus each channel part's PSNR and each perceptual distance in dB, by results key -> how a report names it."""
-    return (
-        METRICS
-        | {f"{PART_PREFIX}{name}": f"PSNR {name}" for name in channel_parts(module)}
-        | {f"{name}{DB_SUFFIX}": f"{name.upper()} (dB)" for name in perceptual_metrics(module)}
-    )
+    """The reported metrics (:data:`~sandwich.evaluate.metric_names.REPORTED`) plus each channel part's PSNR
+    and each perceptual distance in dB, by results key -> how a report names it."""
+    keys = [*REPORTED, *(f"{PART_PREFIX}{name}" for name in channel_parts(module)), *(f"{name}{DB_SUFFIX}" for name in perceptual_metrics(module))]
+    return {key: metric_name(key).name for key in keys}
 
 
 def _luma_mse(image: Tensor, recon: Tensor, parts: dict[str, slice], bit_depth: int) -> Tensor:
