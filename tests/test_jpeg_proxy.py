@@ -22,11 +22,12 @@ from sandwich.metrics.psnr import psnr_db
 @pytest.mark.parametrize("subsampling", ["444", "420", "400"])
 @pytest.mark.parametrize("setting", [dict(quality=10), dict(quality=50), dict(quality=90), dict(flat_step=12)])
 def test_proxy_reconstruction_matches_libjpeg(photo_crops, subsampling: str, setting: dict) -> None:
-    """Same tables, same input: the proxy's decode is within 45 dB of libjpeg-turbo's decode."""
+    """Same tables, same input: the proxy's decode is within 48 dB of libjpeg-turbo's decode on every crop
+    (measured 48.6 dB at worst over these crops, settings and layouts; README: 52-54 dB on whole photos)."""
     for rgb in photo_crops:
         pair = code_pair(rgb, subsampling, *tables_for(**setting))
         assert pair.proxy_decoded().shape == pair.real_decoded.shape
-        assert psnr_db(pair.proxy_decoded(), pair.real_decoded) >= 45.0
+        assert psnr_db(pair.proxy_decoded(), pair.real_decoded) >= 48.0
 
 
 def test_ijg_tables_equal_libjpeg_quality_tables(photo_crop) -> None:

@@ -26,9 +26,9 @@ def test_fit_and_held_out_photos_are_disjoint_sources() -> None:
 @pytest.mark.parametrize("defocused", [False, True], ids=["sharp", "defocused"])
 @pytest.mark.parametrize("subsampling", ["444", "420", "400"])
 def test_calibration_free_model_on_held_out_source(subsampling: str, defocused: bool) -> None:
-    """Median |relative error| <= 5% over IJG qualities and flat steps on SPORCO's photos, a source the
-    fit never saw, as they are and defocused (smooth content, where a model without the run-length
-    statistic over-estimates by 8-11%)."""
+    """Median |relative error| <= 3 % (p90 <= 6 %) over IJG qualities and flat steps on SPORCO's photos, a
+    source the fit never saw, as they are and defocused (smooth content, where a model without the
+    run-length statistic over-estimates by 8-11%). Measured on these crops: medians 1.0-2.4 %, p90 2.9-4.7 %."""
     model = LinearJpegRate()
     errors = []
     for rgb in load_photos(RATE_HELD_OUT_PHOTOS[:3]).values():
@@ -38,8 +38,8 @@ def test_calibration_free_model_on_held_out_source(subsampling: str, defocused: 
             pair = code_pair(rgb, subsampling, *tables_for(**setting))
             estimate = float(model(pair.proxy.planes)[0])
             errors.append(abs(estimate - pair.real_bits) / pair.real_bits)
-    assert np.median(errors) <= 0.05
-    assert np.quantile(errors, 0.9) <= 0.15
+    assert np.median(errors) <= 0.03
+    assert np.quantile(errors, 0.9) <= 0.06
 
 
 def test_rate_gradient_lowers_the_rate() -> None:

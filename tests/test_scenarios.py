@@ -107,7 +107,7 @@ def test_proxy_fidelity_sees_a_codec_the_proxy_does_not_model(tmp_path):
     x = photo("coffee", 128, 160)
     jpeg = create_module(tiny_config(tmp_path, "rgb_jpeg420", "net=none")).eval()
     fidelity = jpeg._proxy_fidelity(jpeg.code_real(x, 50))
-    assert abs(float(fidelity["bits_bias"])) < 0.2 and float(fidelity["decode_psnr"]) > 45
+    assert abs(float(fidelity["bits_bias"])) < 0.01 and float(fidelity["decode_psnr"]) > 49  # measured: -0.2 %, 50.2 dB
     hevc_through_jpeg = create_module(tiny_config(tmp_path, "rgb_hevc", "net=none", "codec/proxy=jpeg")).eval()
     fidelity = hevc_through_jpeg._proxy_fidelity(hevc_through_jpeg.code_real(x, 35))
     assert float(fidelity["bits_bias"]) > 0.5 and float(fidelity["bits_spread"]) >= abs(float(fidelity["bits_bias"]))

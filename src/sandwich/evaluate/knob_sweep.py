@@ -1,7 +1,9 @@
 """RD sweeps with the real codec: a sandwich (or one baseline variant) over the codec's knob values.
 
 Rates are bits per source pixel from the real codec's payload bytes; PSNR (dB, the source's bit depth,
-over all channels), PSNR-Y (of the BT.601 luma) and MS-SSIM are averaged over images, as CompressAI's evaluation does. Quality metrics by name
+over all channels), PSNR-Y (of the BT.601 luma) and MS-SSIM are averaged over images, as CompressAI's evaluation does.
+Every quality figure is measured on the output rounded to the source's bit depth: the image ``sandwich decode``
+writes, not the post-processor's unrounded floats. Quality metrics by name
 (:func:`quality_metrics`) give the Pareto fronts and BD figures of a report.
 
 A source of more than three channels names its parts (``scenario.parts``, e.g. a stereo pair's ``left``
@@ -31,7 +33,7 @@ from sandwich.evaluate.metric_names import DB_SUFFIX, PART_PREFIX, REPORTED, met
 from sandwich.metrics.ms_ssim import ms_ssim, ms_ssim_db
 from sandwich.metrics.perceptual import PERCEPTUAL_METRICS, distance_db
 from sandwich.metrics.psnr import luma_mse, mse, psnr
-from sandwich.sample_format import to_array
+from sandwich.sample_format import to_array, to_tensor
 from sandwich.scenarios.base import Baseline, SandwichModule
 
 
@@ -125,7 +127,7 @@ def sweep(
         distance_values: dict[str, list[float]] = {name: [] for name in distances}
         for i, image in enumerate(images):
             out = module.code_real(image, knob, baseline)
-            recon = out.recon.clamp(0, 1)
+            recon = to_tensor(to_array(out.recon[0], depth), depth)[None].to(image.device)  # the output as decoded files hold it: d-bit samples
             bpp.append(float(out.bpp(image)[0]))
             pictures.append(out.picture_bpp(image)[0].tolist())
             psnr_db.append(float(psnr(mse(image, recon, depth), depth)[0]))
