@@ -15,7 +15,7 @@ from sandwich.cli import main
 from sandwich.codecs.real.hevc import HevcCodec
 from sandwich.codecs.real.ultrahdr import UltraHdrCodec
 from sandwich.config import compose
-from sandwich.data.samples import BLENDER_WORLDS
+from sandwich.data.samples import BLENDER_WORLDS, load_photo
 from sandwich.errors import InputError
 from sandwich.evaluate.run import saturation_psnr
 from sandwich.nets.tone_curves import PowerCurve
@@ -147,3 +147,39 @@ def test_hdr12_jpeg_trains_and_evaluates_from_the_cli_on_held_out_panoramas(tmp_
     assert baselines["x265_12bit"]["results"]["qp"] and "12-bit" in baselines["x265_12bit"]["description"]
     assert set(report["bd"]["psnr-rgb"]) == set(baselines)
     assert 55 < report["saturation_psnr_db"] < 62 and max(report["results"]["psnr-rgb"]) < report["saturation_psnr_db"]
+
+
+def _scene(name: str, rows: slice, cols: slice) -> np.ndarray:
+    """A linear-light HDR scene (nits, float32) from a photo: its samples as display light (gamma 2.2) at up to
+    100 nits, its brightest tenth lifted to 4,000 nits (highlights the 8-bit photo clipped)."""
+    rgb = (load_photo(name)[rows, cols].astype(np.float32) / 255) ** 2.2
+    luma = rgb.mean(axis=2, keepdims=True)
+    return (100 * rgb * np.where(luma > np.quantile(luma, 0.9), 40.0, 1.0)).astype(np.float32)
+
+
+def test_hdr_training_and_evaluation_run_on_our_own_exr_files_without_debian_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a user with their own OpenEXR photos runs, with no Debian data (the blender-data folder pointed
+    nowhere): `sandwich shards --bit-depth 12` of EXR files, two training steps of hdr12_jpeg on them,
+    `sandwich eval` on other EXR files (12-bit PSNR below the saturation point of rounding to 8 bits)."""
+    from test_hdr_data import _write_exr
+
+    from sandwich.data import samples
+
+    monkeypatch.setattr(samples, "BLENDER_WORLDS", tmp_path / "no-blender-data")
+
+    train_dir, eval_dir = tmp_path / "train", tmp_path / "eval"
+    train_dir.mkdir()
+    eval_dir.mkdir()
+    for i, (name, rows, cols) in enumerate([("skimage/astronaut", slice(0, 160), slice(0, 192)), ("skimage/chelsea", slice(0, 160), slice(0, 192)),
+                                            ("skimage/rocket", slice(100, 260), slice(0, 192))]):
+        _write_exr(train_dir / f"scene{i}.exr", _scene(name, rows, cols))
+    _write_exr(eval_dir / "coffee.exr", _scene("skimage/coffee", slice(100, 228), slice(100, 260)))
+    shards, run, out = tmp_path / "shards", tmp_path / "run", tmp_path / "report"
+    assert main(["shards", str(train_dir), str(shards), "--bit-depth", "12", "--val-fraction", "0.34"]) == 0
+    assert main(["train", "experiment=hdr12_jpeg", "net=u8_16", f"data.shards={shards}", "data.crop=32", "data.val_crop=64", "data.batch_size=1",
+                 "data.batches_per_epoch=2", "trainer.max_steps=2", "logger=csv", f"out_dir={run}"]) == 0
+    assert main(["eval", "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--images", str(eval_dir), "--knobs", "30", "50", "70", "90",
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "results.json").read_text())
+    assert report["images"] == ["coffee"] and "rounding" in report["baselines"]
+    assert max(report["results"]["psnr-rgb"]) < report["saturation_psnr_db"]

@@ -52,8 +52,9 @@ ALEXNET = BACKBONES["alexnet"]  # the lpips_* experiments' loss runs it (sandwic
 @pytest.mark.parametrize("experiment", group_options("experiment"))
 def test_fast_dev_run_every_experiment(tmp_path, experiment):
     """One training step and one validation with the configured real codec: the step moves the weights
-    (the checkpoint's EMA weights differ from the seeded initial ones) and the checkpoint rebuilds a
-    module whose real codec is the one the experiment names."""
+    (the checkpoint's differ from the seeded initial ones; that they are the EMA is
+    tests/test_training_contracts.py's) and the checkpoint rebuilds a module whose real codec is the one
+    the experiment names."""
     if experiment in DEBIAN_DATA and not DEBIAN_DATA[experiment].is_dir():
         pytest.skip(f"{experiment} trains on {DEBIAN_DATA[experiment]} (make debian-data)")
     if experiment.startswith("lpips") and not (ALEXNET.official_path().is_file() or ALEXNET.converted_path().is_file()):
@@ -62,7 +63,7 @@ def test_fast_dev_run_every_experiment(tmp_path, experiment):
     torch.manual_seed(config["seed"])
     initial = {k: v.clone() for k, v in create_module(config).state_dict().items()}
     last = train(config)
-    trained = torch.load(last, weights_only=False)["state_dict"]
+    trained = torch.load(last, weights_only=True)["state_dict"]
     assert any(not torch.equal(initial[k], trained[k]) for k in initial if "unet" in k)
     module = load_module(last)
     assert module.codec.real.name == REAL_CODEC[experiment]
