@@ -285,3 +285,20 @@ def test_pretrained_model_round_trip(tmp_path: Path) -> None:
     assert main(["decode", "--model", "rgb_jpeg420", str(tmp_path / "p.jpg"), str(tmp_path / "p.png")]) == 0
     x = to_tensor(read_image(source))[None]
     assert np.array_equal(read_image(tmp_path / "p.png"), to_array(module.code_real(x, 30).recon[0]))
+
+
+def test_model_names_work_where_checkpoints_do(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--model NAME in eval (a report on one small photo) and report (a family member cached apart from runs);
+    an unknown name is one line naming the models there are."""
+    from sandwich.evaluate.family import find_members
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(load_photo("skimage/rocket")[:64, :96].copy()).save(folder / "r.png")
+    assert main(["eval", "--model", "rgb_jpeg420", "--images", str(folder), "--out", str(tmp_path / "r"), "--knobs", "20", "40", "60", "80"]) == 0
+    assert (tmp_path / "r" / "results.json").is_file()
+    capsys.readouterr()
+    [member] = find_members([], models=["rgb_jpeg420"])
+    assert member.checkpoint == pretrained.model_path("rgb_jpeg420") and "pretrained" in member.folder.parts
+    code, err = run_cli(capsys, "encode", "--model", "nope", str(folder / "r.png"), str(tmp_path / "x.jpg"))
+    assert code == 2 and "rgb_jpeg420" in err and len(err.splitlines()) == 1

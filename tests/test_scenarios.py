@@ -177,7 +177,7 @@ def test_seeded_runs_are_reproducible(tmp_path):
     weights = []
     for run, seed in (("a", 3), ("b", 3), ("c", 4)):
         last = train(tiny_config(tmp_path / run, "gray_jpeg", f"seed={seed}", "trainer.max_steps=3", "net=u8_16"))
-        weights.append(torch.load(last, map_location="cpu", weights_only=False)["state_dict"])
+        weights.append(torch.load(last, map_location="cpu", weights_only=True)["state_dict"])
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert any(not torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
 
@@ -198,13 +198,13 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
     not four) with the first run's optimiser state (Adam's step count carries on), and selects best.ckpt."""
     config = tiny_config(tmp_path, "rgb_jpeg420", "trainer.max_steps=2", "checkpoint_every=1")
     last = train(config)
-    assert torch.load(last, weights_only=False)["global_step"] == 2
-    best = torch.load(last.with_name("best.ckpt"), weights_only=False)  # the epoch's validation selected it
+    assert torch.load(last, weights_only=True)["global_step"] == 2
+    best = torch.load(last.with_name("best.ckpt"), weights_only=True)  # the epoch's validation selected it
     assert best["global_step"] == 2 and "val/loss" in str(best["callbacks"])
     config["trainer"]["max_steps"] = 4
     counter = CountSteps()
     last = train(config, [counter])
-    checkpoint = torch.load(last, weights_only=False)
+    checkpoint = torch.load(last, weights_only=True)
     assert checkpoint["global_step"] == 4 and counter.steps == 2
     assert all(int(s["step"]) == 4 for s in checkpoint["optimizer_states"][0]["state"].values())
 
@@ -275,7 +275,7 @@ def test_eval_of_an_hevc_sandwich_sweeps_qps_with_x265(image_folder, tmp_path):
 def test_a_checkpoint_from_before_the_knob_rename_evaluates_as_today(gray_checkpoint, image_folder, tmp_path):
     """A checkpoint whose config has ``codec.levels``/``val_levels`` and no ``codec.signal``/``workers`` (as
     written before the rename) loads and evaluates to the same results as the same weights stored today."""
-    checkpoint = torch.load(gray_checkpoint, weights_only=False)
+    checkpoint = torch.load(gray_checkpoint, weights_only=True)
     codec = dict(checkpoint["sandwich_config"]["codec"])
     codec["levels"], codec["val_levels"] = codec.pop("knobs"), codec.pop("val_knobs")
     del codec["signal"], codec["workers"]
@@ -299,12 +299,12 @@ def test_eval_refusals_leave_nothing_behind(gray_checkpoint, image_folder, tmp_p
     out = tmp_path / "out"
     args = ["--out", str(out), "--levels", "20", "40", "60", "80"]
     _refused(capsys, ["eval", "--ckpt", str(tmp_path / "missing.ckpt"), "--images", str(image_folder), *args], "no such checkpoint")
-    other = torch.load(gray_checkpoint, weights_only=False)
+    other = torch.load(gray_checkpoint, weights_only=True)
     assert other["sandwich_config"]["net"]["unet"] != "slim"
     other["sandwich_config"]["net"]["unet"] = "slim"  # weights of another U-Net
     torch.save(other, tmp_path / "mismatch.ckpt")
     _refused(capsys, ["eval", "--ckpt", str(tmp_path / "mismatch.ckpt"), "--images", str(image_folder), *args], "do not match")
-    old = torch.load(gray_checkpoint, weights_only=False)
+    old = torch.load(gray_checkpoint, weights_only=True)
     del old["sandwich_config"]["lmbda_level_exponent"]  # a checkpoint from before the key existed
     torch.save(old, tmp_path / "old.ckpt")
     _refused(capsys, ["eval", "--ckpt", str(tmp_path / "old.ckpt"), "--images", str(image_folder), *args], "'lmbda_level_exponent'")
@@ -376,8 +376,8 @@ def test_an_interrupted_run_saves_its_step_and_a_rerun_finishes_it(tmp_path):
     last = Path(config["out_dir"]) / "checkpoints" / "last.ckpt"
     with pytest.raises(SystemExit):  # Lightning runs the on_exception hooks, then exits
         train(config, [Interrupt()])
-    assert torch.load(last, weights_only=False)["global_step"] == 3
+    assert torch.load(last, weights_only=True)["global_step"] == 3
     counter = CountSteps()
     train(config, [counter])
-    assert torch.load(last, weights_only=False)["global_step"] == 5
+    assert torch.load(last, weights_only=True)["global_step"] == 5
     assert counter.steps == 2

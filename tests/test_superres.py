@@ -139,7 +139,7 @@ def test_eval_compares_the_post_only_model_and_refuses_small_sources(tmp_path: P
     hevc = train_tiny(tmp_path / "hevc", "sr2_hevc")
     capsys.readouterr()
     assert main(["eval", "--ckpt", str(sandwich), "--compare", str(hevc), "--images", str(images), *levels, "--out", str(tmp_path / "x")]) == 2
-    assert "--compare: sr2_hevc codes with codec hevc420" in capsys.readouterr().err
+    assert "--compare: sr2_hevc codes with hevc 4:2:0 (qp)" in capsys.readouterr().err
 
     small, out = tmp_path / "small", tmp_path / "small_eval"
     small.mkdir()

@@ -48,7 +48,7 @@ def test_a_two_point_sweep_trains_both_reports_them_then_skips_them(tmp_path, ca
     assert main(["sweep", str(path), *TINY, "--out", str(out), "--report-images", str(images)]) == 0
     for name, lmbda in (("lmbda=5", 5), ("lmbda=40", 40)):
         assert (out / name / FINISHED).is_file()
-        checkpoint = torch.load(out / name / "checkpoints" / "last.ckpt", weights_only=False)
+        checkpoint = torch.load(out / name / "checkpoints" / "last.ckpt", weights_only=True)
         assert checkpoint["global_step"] == 2 and checkpoint["sandwich_config"]["lmbda"] == lmbda
     report = json.loads((out / "report" / "results.json").read_text())
     assert set(report["models"]) == {"lmbda=5", "lmbda=40"} and report["images"] == ["photo0", "photo1"]

@@ -47,9 +47,9 @@ def first_pictures(folder: Path, codec: str) -> list[Path]:
 def check_header(module: SandwichModule, digest: str, header: Header, path: Path) -> None:
     """InputError unless ``path`` (with ``header``) was coded by ``module`` (whose weights' digest is ``digest``)."""
     if header.codec != module.codec.real.name:
-        raise InputError(f"{path}: coded with {header.codec}, this model codes with {module.codec.real.name} ({module.config['name']})")
+        raise InputError(f"{path}: coded with {header.codec}, this model codes with {module.codec.real.name} ({module.spec.name})")
     if header.model != digest:
-        raise InputError(f"{path}: coded by model {header.model} ({header.experiment}), not by this one ({digest}, {module.config['name']})")
+        raise InputError(f"{path}: coded by model {header.model} ({header.experiment}), not by this one ({digest}, {module.spec.name})")
 
 
 def run(args: argparse.Namespace) -> None:

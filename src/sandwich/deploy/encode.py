@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from torch import Tensor
 from tqdm import tqdm
 
 from sandwich.data.images import IMAGE_SUFFIXES, read_image
@@ -28,7 +29,6 @@ from sandwich.errors import InputError
 from sandwich.files import write_files
 from sandwich.sample_format import to_tensor
 from sandwich.scenarios.base import CodedImage, SandwichModule
-from torch import Tensor
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +69,7 @@ def knob_for_bpp(module: SandwichModule, source: Tensor, target: float) -> tuple
 def header_of(module: SandwichModule, digest: str, coded: CodedImage) -> Header:
     """The header of ``coded``, written by ``module`` (whose weights' digest is ``digest``)."""
     return Header(
-        model=digest, experiment=module.config["name"], codec=module.codec.real.name, knob=coded.knob,
+        model=digest, experiment=module.spec.name, codec=module.codec.real.name, knob=coded.knob,
         height=coded.size[0], width=coded.size[1], pictures=len(coded.pictures), bit_depth=module.bit_depth, scale=module.adapter.scale,
     )
 

@@ -54,4 +54,4 @@ def run(args: argparse.Namespace) -> None:
     for name in pretrained.names():
         module = load_module(pretrained.model_path(name))
         size = pretrained.model_path(name).stat().st_size / 1e6
-        print(f"{name:14} {module.config['scenario']['name']:>8} over {describe_codec(module.codec.real):28} {size:5.2f} MB  {headline(pretrained.card(name))}")
+        print(f"{name:14} {module.spec.scenario:>8} over {describe_codec(module.codec.real):28} {size:5.2f} MB  {headline(pretrained.card(name))}")

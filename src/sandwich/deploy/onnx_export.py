@@ -83,7 +83,7 @@ def model_description(module: SandwichModule, digest: str) -> dict:
     real = module.codec.real
     low, high = real.knob_range
     return {
-        "model": digest, "experiment": module.config["name"], "codec": describe_codec(real),
+        "model": digest, "experiment": module.spec.name, "codec": describe_codec(real),
         "knob": real.knob, "levels": {str(k): module.codec.level_of(k) for k in range(low, high + 1)},
         "inputs": {"image": "(N, C, H, W) float32 on [0, 1]", "level": "(N,) float32, the knob's level (levels)"},
         "graphs": {name: {"in_channels": c} for name, (_, c) in processors(module).items()},

@@ -75,12 +75,12 @@ PICTURE_PREFIX = "bpp-picture-"
 
 def channel_parts(module: SandwichModule) -> dict[str, slice]:
     """The source's named channel ranges (``scenario.parts``: ``{name: [start, stop]}``); none for a plain source."""
-    return {name: slice(int(start), int(stop)) for name, (start, stop) in (module.config["scenario"].get("parts") or {}).items()}
+    return module.spec.parts
 
 
 def perceptual_metrics(module: SandwichModule) -> tuple[str, ...]:
     """The perceptual distances the model's config asks evaluation for (``perceptual_metrics``; none in configs before it)."""
-    names = tuple(module.config.get("perceptual_metrics") or ())
+    names = module.spec.perceptual_metrics
     for name in names:
         if name not in PERCEPTUAL_METRICS:
             raise InputError(f"perceptual_metrics: {name!r} not one of {', '.join(PERCEPTUAL_METRICS.names())}")

@@ -130,7 +130,7 @@ def check_images(module: SandwichModule, images: dict[str, np.ndarray]) -> None:
     for name, image in images.items():
         channels = 1 if image.ndim == 2 else image.shape[2]
         if channels != module.channels:
-            raise InputError(f"{name}: {channels} channels, the model takes {module.channels} (scenario {module.config['scenario']['name']})")
+            raise InputError(f"{name}: {channels} channels, the model takes {module.channels} (scenario {module.spec.scenario})")
         try:
             module.adapter.check(*image.shape[:2])
         except InputError as exc:
@@ -174,10 +174,10 @@ def compared_names(module: SandwichModule, compare: Sequence[SandwichModule]) ->
     signal, may differ)."""
     names: list[str] = []
     for other in compare:
-        if other.config["codec"]["real"] != module.config["codec"]["real"]:
-            raise InputError(f"--compare: {other.config['name']} codes with codec {other.config['codec']['name']}, not {module.config['codec']['name']}'s real codec")
-        name = other.config["name"]
-        names.append(name if name not in names and name != module.config["name"] else f"{name} ({len(names) + 1})")
+        if other.spec.real_codec != module.spec.real_codec:
+            raise InputError(f"--compare: {other.spec.name} codes with {other.codec.describe()}, not {module.spec.name}'s real codec ({module.codec.describe()})")
+        name = other.spec.name
+        names.append(name if name not in names and name != module.spec.name else f"{name} ({len(names) + 1})")
     return names
 
 
@@ -212,7 +212,7 @@ def evaluate(
         }
     fronts = {name: front(points) for name, points in swept.items()}
     saturation = saturation_psnr(tensors, module.bit_depth, codec.real.bit_depth)
-    experiment, described = module.config["name"], codec.describe()
+    experiment, described = module.spec.name, codec.describe()
     report = results_entry(f"sandwich-{experiment}", f"{experiment}: trained sandwich around real {described}, {codec.knob} sweep {knobs}", results(sandwich, codec.knob))
     report["codec"] = described
     report["baselines"] = baseline_entries(swept, module)
@@ -289,7 +289,7 @@ def evaluation_images(module: SandwichModule, folder: str | None, source: str | 
     module's sample set (``data.samples``; None: the set's held-out source; InputError for a source it does not have)."""
     if folder:
         return read_images(folder, module.channels, module.bit_depth)
-    chosen = sample_set(module.config["data"].get("samples", "color"))
+    chosen = sample_set(module.spec.samples)
     photos = chosen.load(chosen.names(source or chosen.held_out))
     return {name: requantize(image, chosen.bit_depth, module.bit_depth) for name, image in photos.items()}
 
@@ -347,11 +347,11 @@ def run(args: argparse.Namespace) -> None:
     print_bd(report["bd"], metrics)
     for line in saturation_note(report.get("saturation_psnr_db"), module.bit_depth, module.codec.real.bit_depth):
         print(f"  {line}")
-    logger = module.config.get("logger", {})
+    spec = module.spec
     log_outputs(
         out, "eval", [out / "results.json", *(out / f for f in files), out / "examples.png", out / "index.html"],
-        {"experiment": module.config["name"], "lmbda": module.config["lmbda"], "codec": report["codec"], "checkpoint": artifacts[0] if artifacts else str(path.resolve()),
-         "project": logger.get("project"), "entity": logger.get("entity")},
+        {"experiment": spec.name, "lmbda": spec.lmbda, "codec": report["codec"], "checkpoint": artifacts[0] if artifacts else str(path.resolve()),
+         "project": spec.project, "entity": spec.entity},
         {f"bd/{metric}/{name}": bd["bd_rate_percent"] for metric, per in report["bd"].items() for name, bd in per.items()},
         artifacts,
     )

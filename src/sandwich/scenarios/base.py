@@ -17,6 +17,11 @@ Units:
 Training codes with the differentiable proxy at levels drawn over the codec's ``level_range``;
 validation codes with the real codec at each of ``codec.val_knobs`` and logs the loss with real bits
 (``val/loss``, the checkpoint selection metric) and the PSNR per knob value.
+
+Training and evaluation run the combined pass (:meth:`SandwichModule.code_real`); ``sandwich encode`` and
+``decode`` run its two halves, :meth:`SandwichModule.encode` (source -> the codec's streams, a
+:class:`CodedImage`) and :meth:`SandwichModule.decode` (the streams, the knob and the source's size -> the
+output), which together give exactly the combined pass's output and bits.
 """
 
 from __future__ import annotations
@@ -84,6 +89,42 @@ class SandwichOutput:
 
 
 @dataclass(frozen=True)
+class ModelSpec:
+    """What the layers above ask of a sandwich's configuration, read and typed once (:attr:`SandwichModule.spec`).
+
+    Attributes:
+        name: the experiment's name; scenario: the scenario's name; lmbda: the rate's weight.
+        parts: the source's named channel ranges (``scenario.parts``; none for a plain source).
+        perceptual_metrics: the perceptual distances evaluation measures too (``perceptual_metrics``).
+        samples: the embedded sample set it trained on (``data.samples``).
+        real_codec: the real codec's configuration, as sorted ``(key, value)`` pairs (two models code alike
+            when theirs are equal).
+        project, entity: its W&B project and entity (None: the defaults).
+    """
+
+    name: str
+    scenario: str
+    lmbda: float
+    parts: dict[str, slice]
+    perceptual_metrics: tuple[str, ...]
+    samples: str
+    real_codec: tuple[tuple[str, Any], ...]
+    project: str | None = None
+    entity: str | None = None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ModelSpec:
+        """The spec of a resolved run configuration (keys absent from older checkpoints take their defaults)."""
+        scenario, logger = config["scenario"], config.get("logger") or {}
+        return cls(
+            name=str(config["name"]), scenario=str(scenario["name"]), lmbda=float(config["lmbda"]),
+            parts={name: slice(int(start), int(stop)) for name, (start, stop) in (scenario.get("parts") or {}).items()},
+            perceptual_metrics=tuple(config.get("perceptual_metrics") or ()), samples=str(config["data"].get("samples", "color")),
+            real_codec=tuple(sorted(config["codec"]["real"].items())), project=logger.get("project"), entity=logger.get("entity"),
+        )
+
+
+@dataclass(frozen=True)
 class CodedImage:
     """One source image as the encoder half writes it (:meth:`SandwichModule.encode`): what a decoder needs
     besides the model.
@@ -128,6 +169,7 @@ class SandwichModule(L.LightningModule):
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
         self.config = config
+        self.spec = ModelSpec.from_config(config)
         scenario = config["scenario"]
         self.channels, self.bit_depth = int(scenario["channels"]), int(scenario["bit_depth"])
         self.codec = CodecStage(**{key: config["codec"][key] for key in STAGE_KEYS})

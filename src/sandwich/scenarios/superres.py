@@ -34,4 +34,4 @@ class SuperResolutionSandwich(SandwichModule):
                 raise InputError(f"config: data.{key}={config['data'][key]} is below {need}: at scale {self.adapter.factor} the codec would get less than its {self.adapter.min_side}-pixel block")
 
     def make_adapter(self) -> Adapter:  # noqa: D102
-        return Resample(self.config["scenario"]["scale"], BLOCK[self.config["codec"]["subsampling"]])
+        return Resample(self.config["scenario"]["scale"], BLOCK[getattr(self.codec.real, "subsampling", "420")])
