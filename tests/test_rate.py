@@ -10,7 +10,7 @@ import torch
 
 from sandwich.codecs.jpeg_proxy.pair import code_pair, tables_for
 from sandwich.codecs.jpeg_proxy.proxy import JpegProxy
-from sandwich.codecs.jpeg_proxy import fit as rate_fit
+from sandwich.fitting import jpeg_rate as rate_fit
 from sandwich.codecs.jpeg_proxy.rate import PARAMS_PATH, LinearJpegRate
 from sandwich.data.images import defocus
 from sandwich.data.samples import RATE_FIT_PHOTOS, RATE_HELD_OUT_PHOTOS, load_photos, source_of

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from sandwich.bench.proxy_report import error_summary, load_images, print_report
 from sandwich.bench.timing import interleaved_medians
 from sandwich.codecs.color import luma8
-from sandwich.codecs.hevc_proxy.fit import CROP, as_batch
+from sandwich.fitting.hevc_rate import CROP, as_batch
 from sandwich.codecs.hevc_proxy import tables
 from sandwich.codecs.hevc_proxy.proxy import HevcIntraProxy, hevc_intra_proxy
 from sandwich.codecs.hevc_proxy.rate import HevcRate

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from sandwich.bench.timing import print_table
-from sandwich.codecs.rate_fit import DEFOCUS_SIGMAS
+from sandwich.fitting.rate import DEFOCUS_SIGMAS
 from sandwich.data.images import defocus, list_images, read_image
 from sandwich.data.samples import RATE_FIT_PHOTOS, RATE_HELD_OUT_PHOTOS, load_photos, source_of
 

@@ -7,7 +7,7 @@ over the blocks the proxy chose: ``log_mag`` (``Σ log2(1 + |q|)``: the levels' 
 non-zero levels are, per block), ``blocks`` (per transform block: split flags, modes, coded-block flags).
 The header term is the parameter sets and slice header of one picture.
 
-The weights are fitted by ``python -m sandwich.codecs.hevc_proxy.fit`` and stored beside this file in
+The weights are fitted by ``python -m sandwich.fitting.hevc_rate`` and stored beside this file in
 ``hevc_linear.json``. Units: bits per image.
 """
 
@@ -32,7 +32,7 @@ INITIAL_WEIGHTS = (1.6, 1.5, 0.5, 2.0, 1.6, 1.5, 0.5, 1.0, 400.0)
 def load_weights(path: Path = PARAMS_PATH) -> list[float]:
     """The fitted weights, in the order of :data:`FEATURE_NAMES`."""
     if not path.is_file():
-        raise InputError(f"hevc proxy: no rate model at {path}; run: python -m sandwich.codecs.hevc_proxy.fit")
+        raise InputError(f"hevc proxy: no rate model at {path}; run: python -m sandwich.fitting.hevc_rate")
     params = json.loads(path.read_text())
     if params["features"] != FEATURE_NAMES:
         raise InputError(f"{path}: features {params['features']} do not match the code's {FEATURE_NAMES}")

@@ -8,7 +8,7 @@ count: each non-zero AC symbol also codes the zero run before it, whose informat
 ``log2(1 / density)``. Without it the model charges every symbol the same and over-estimates smooth
 photos (sparse blocks: defocused backgrounds, sky) by 8-11% at low quality.
 
-The weights are fitted once, by ``python -m sandwich.codecs.jpeg_proxy.fit``, against libjpeg-turbo's
+The weights are fitted once, by ``python -m sandwich.fitting.jpeg_rate``, against libjpeg-turbo's
 optimised-Huffman payload bytes on the rate-fit sample photos (:data:`sandwich.data.samples.RATE_FIT_PHOTOS`,
 each also defocused) over IJG qualities and flat steps in 4:4:4, 4:2:0 and 4:0:0, and stored beside this
 file in ``jpeg_linear.json``. Units: bits per image; divide by source pixels for bpp.

@@ -7,7 +7,7 @@ doubles every quantiser step:
 * **JPEG** (exact): ``level = log2(mean luma step / mean luma step of IJG q50)``, from the tables
   libjpeg's ``jpeg_set_quality`` writes (q10 +1.77, q30 +0.73, q70 -0.74, q90 -2.33, q95 -3.32).
 * **Every other codec** (measured): the level of the JPEG quality whose error is that of the knob
-  value. :mod:`sandwich.codecs.level_fit` codes the training photos with the codec over its knob range
+  value. :mod:`sandwich.fitting.levels` codes the training photos with the codec over its knob range
   and with JPEG of the same layout over qualities 1..100, and records, per knob value, the JPEG level
   of equal mean ``log MSE`` (``levels.json`` beside this file). HEVC's step doubles every 6 QP
   (``Qstep = 2**((QP - 4) / 6)``), and the measured table roughly follows that law,
@@ -67,7 +67,7 @@ class KnobLevels:
             entry = _calibrations().get(layout(codec))
             if entry is None:
                 raise InputError(
-                    f"no level calibration for {layout(codec)}; run: python -m sandwich.codecs.level_fit --codec {layout(codec)}"
+                    f"no level calibration for {layout(codec)}; run: python -m sandwich.fitting.levels --codec {layout(codec)}"
                 )
             levels = np.interp(self.knobs, entry["knobs"], entry["levels"])
         self.levels = np.asarray(levels, dtype=np.float64)

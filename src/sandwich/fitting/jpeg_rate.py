@@ -1,6 +1,6 @@
 """Fit the calibration-free JPEG rate model and write ``jpeg_linear.json``.
 
-Usage: ``python -m sandwich.codecs.jpeg_proxy.fit [--out PATH]``
+Usage: ``python -m sandwich.fitting.jpeg_rate [--out PATH]``
 
 For every rate-fit sample photo (:data:`sandwich.data.samples.RATE_FIT_PHOTOS`: scikit-image's and
 matplotlib's; SPORCO's are held out), as it is and defocused (:data:`DEFOCUS_SIGMAS`, so that smooth
@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from sandwich.codecs.jpeg_proxy.pair import code_pair, tables_for
 from sandwich.codecs.jpeg_proxy.rate import FEATURE_NAMES, PARAMS_PATH, feature_vector
-from sandwich.codecs.rate_fit import fit, with_defocused, write_fit
+from sandwich.fitting.rate import fit, with_defocused, write_fit
 from sandwich.data.samples import RATE_FIT_PHOTOS, load_photos
 
 QUALITIES = (10, 20, 30, 40, 50, 60, 70, 80, 90, 95)

@@ -1,7 +1,7 @@
 """Fitting a proxy's linear rate model, whichever its codec: the fit photos with defocused copies,
 non-negative least squares on the relative error, and the parameter file written beside the model.
 
-Used by ``python -m sandwich.codecs.jpeg_proxy.fit`` and ``python -m sandwich.codecs.hevc_proxy.fit``.
+Used by ``python -m sandwich.fitting.jpeg_rate`` and ``python -m sandwich.fitting.hevc_rate``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Measure the level of every knob value of the real codecs and write ``codecs/real/levels.json``.
 
-Usage: ``python -m sandwich.codecs.level_fit [--codec hevc/420/8 ...] [--out PATH]``
+Usage: ``python -m sandwich.fitting.levels [--codec hevc/420/8 ...] [--out PATH]``
 
 For each codec layout (``name/subsampling/bit_depth``), every training photo
 (:data:`sandwich.data.samples.COLOR_TRAIN_PHOTOS`; the held-out sources stay out) is coded with the

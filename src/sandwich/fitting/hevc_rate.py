@@ -1,11 +1,11 @@
 """Fit the HEVC proxy's rate model on x265's payload bits and write ``hevc_linear.json``.
 
-Usage: ``python -m sandwich.codecs.hevc_proxy.fit [--out PATH]``
+Usage: ``python -m sandwich.fitting.hevc_rate [--out PATH]``
 
 For every rate-fit sample photo (:data:`sandwich.data.samples.RATE_FIT_PHOTOS`; SPORCO's are held out),
 as it is and defocused, a centre crop of at most 192x192 is coded in 4:2:0 and 4:0:0 at QPs
 17..47 by the proxy (for the statistics) and by x265 (for the target), and non-negative least squares
-fits the weights on the relative error (:func:`sandwich.codecs.jpeg_proxy.fit.fit`). The proxy's transform-size
+fits the weights on the relative error (:func:`sandwich.fitting.jpeg_rate.fit`). The proxy's transform-size
 decisions depend on the weights, so the fit runs twice: first with rough weights, then with the first
 fit's.
 """
@@ -23,7 +23,7 @@ from sandwich.codecs.color import luma8
 from sandwich.codecs.hevc_proxy import tables
 from sandwich.codecs.hevc_proxy.proxy import hevc_intra_proxy
 from sandwich.codecs.hevc_proxy.rate import FEATURE_NAMES, INITIAL_WEIGHTS, PARAMS_PATH, HevcRate
-from sandwich.codecs.rate_fit import fit, relative_errors, with_defocused, write_fit
+from sandwich.fitting.rate import fit, relative_errors, with_defocused, write_fit
 from sandwich.codecs.real.hevc import HevcCodec
 from sandwich.data.images import centre_crop
 from sandwich.data.samples import RATE_FIT_PHOTOS, load_photos
