@@ -30,8 +30,8 @@ def conf_dir() -> Path:
 
 
 def group_options(group: str) -> list[str]:
-    """The option names of a config group (its YAML files), sorted."""
-    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+    """The option names of a config group (its YAML files but the shared ``_base.yaml``-style ones), sorted."""
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml") if not p.stem.startswith("_"))
 
 
 def _compose(overrides: list[str]) -> dict[str, Any]:
