@@ -11,6 +11,7 @@ from sandwich.codecs.real.hevc import HevcCodec
 from sandwich.codecs.real.levels import KnobLevels
 from sandwich.codecs.stage import CodecStage, code_images
 from sandwich.config import compose, upgrade
+from sandwich.scenarios.registry import create_module
 from sandwich.data.samples import load_photo
 from sandwich.errors import InputError
 from sandwich.sample_format import to_array, to_tensor
@@ -106,8 +107,10 @@ def test_an_unknown_signal_is_refused(signal: dict, match: str) -> None:
         CodecStage({"name": "jpeg", "subsampling": "420"}, {"name": "hevc", "subsampling": "420"}, [30], signal=signal)
 
 
-def test_upgrade_renames_the_old_knob_keys_and_adds_the_proxy_signal() -> None:
-    """A configuration stored before the rename (codec.levels/val_levels, a baseline codec's levels) reads as today's."""
+def test_upgrade_renames_the_old_knob_keys_and_the_stage_keeps_the_proxy_signal() -> None:
+    """A configuration stored before the rename (codec.levels/val_levels, a baseline codec's levels) and before
+    codec.signal/workers reads as today's without those two, and its module trains on the proxy's signal with
+    two coding threads, as it was trained."""
     new = compose(["experiment=hdr10_hevc"])
     old = dict(new)
     codec = {("levels" if k == "knobs" else "val_levels" if k == "val_knobs" else k): v for k, v in new["codec"].items() if k not in ("signal", "workers")}
@@ -118,4 +121,6 @@ def test_upgrade_renames_the_old_knob_keys_and_adds_the_proxy_signal() -> None:
     assert any("levels" in variant for variants in baselines.values() if variants for variant in variants.values())
     old["codec"], old["scenario"] = codec, new["scenario"] | {"baselines": baselines}
     assert new["codec"]["signal"] == {"rate": "proxy", "decode": "proxy"} and new["codec"]["workers"] == 2
-    assert upgrade(old) == new
+    assert upgrade(old) == new | {"codec": {k: v for k, v in new["codec"].items() if k not in ("signal", "workers")}}
+    stage = create_module(upgrade(old)).codec
+    assert (stage.signal.rate, stage.signal.decode, stage.workers) == ("proxy", "proxy", 2)

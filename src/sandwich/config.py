@@ -80,13 +80,12 @@ def upgrade(config: dict[str, Any]) -> dict[str, Any]:
     """A configuration stored by an older sandwich (in a checkpoint) in today's keys, as a new dict.
 
     Renamed: ``codec.levels`` / ``codec.val_levels`` -> ``codec.knobs`` / ``codec.val_knobs`` and a baseline
-    codec's ``levels`` -> ``knobs`` (knob values are what a codec's encoder takes; levels are octaves). Added
-    with the behaviour that preceded them: ``codec.signal`` (the proxy's) and ``codec.workers`` (2).
+    codec's ``levels`` -> ``knobs`` (knob values are what a codec's encoder takes; levels are octaves). Keys
+    added since (``codec.signal``, ``codec.workers``) are left out: the codec stage's defaults are the
+    behaviour that preceded them.
     """
     renames = {"levels": "knobs", "val_levels": "val_knobs"}
     codec = {renames.get(key, key): value for key, value in config["codec"].items()}
-    codec.setdefault("signal", {"rate": "proxy", "decode": "proxy"})
-    codec.setdefault("workers", 2)
     scenario = dict(config["scenario"])
     scenario["baselines"] = {
         name: None if variants is None else {label: {renames.get(k, k): v for k, v in variant.items()} for label, variant in variants.items()}

@@ -172,7 +172,7 @@ class SandwichModule(L.LightningModule):
         self.spec = ModelSpec.from_config(config)
         scenario = config["scenario"]
         self.channels, self.bit_depth = int(scenario["channels"]), int(scenario["bit_depth"])
-        self.codec = CodecStage(**{key: config["codec"][key] for key in STAGE_KEYS})
+        self.codec = CodecStage(**{key: config["codec"][key] for key in STAGE_KEYS if key in config["codec"]})  # absent (older checkpoints): CodecStage's defaults
         self.adapter = self.make_adapter()
         width = self.adapter.bottleneck_channels(self.codec.channels)
         learned = self.learned_options()
