@@ -344,16 +344,17 @@ class SandwichModule(L.LightningModule):
         decode against the real decode. A training run optimises the proxy's numbers: when these drift,
         it optimises an estimate the codec does not share. With a training signal that calls the real
         codec (``codec.signal``), ``signal_bits_bias`` and ``signal_decode_psnr`` are the same figures for
-        what the loss is given (:meth:`~sandwich.codecs.stage.CodecStage.with_signal`, run again here).
+        what the loss is given (:meth:`~sandwich.codecs.stage.CodecStage.with_signal`): the real codec's
+        bits or decode where the signal takes them, which ``real`` already holds (nothing is coded twice).
         """
         coded = self.adapter.to_codec(real.bottleneck)
-        levels = picture_levels(real.level, coded)
+        decoded, bits = self.adapter.from_codec(*self.codec.proxy(coded, picture_levels(real.level, coded)), tuple(real.bottleneck.shape[-2:]))
+        signals = {"": (decoded, bits)}
+        signal = self.codec.signal
+        if signal.uses_real:
+            signals["signal_"] = (real.decoded if signal.decode == "real" else decoded, real.bits if signal.rate == "calibrated" else bits)
         figures = {}
-        signals = {"": self.codec.proxy(coded, levels)}
-        if self.codec.signal.uses_real:
-            signals["signal_"] = self.codec.with_signal(coded, levels)
         for prefix, (decoded, bits) in signals.items():
-            decoded, bits = self.adapter.from_codec(decoded, bits, tuple(real.bottleneck.shape[-2:]))
             ratio = bits / real.bits.clamp_min(1) - 1
             figures |= {f"{prefix}bits_bias": ratio.mean(), f"{prefix}bits_spread": ratio.abs().mean(), f"{prefix}decode_psnr": psnr(mse(real.decoded, decoded)).mean()}
         return figures
