@@ -61,18 +61,20 @@ def run(args: argparse.Namespace) -> None:
     todo = pairs(source, target, lambda folder: first_pictures(folder, codec), lambda rel: rel.with_name(read_header(source / rel)[1].name).with_suffix(suffix))
     if not source.is_dir() and target.suffix != suffix:
         raise InputError(f"{target}: a {module.channels}-channel {module.bit_depth}-bit image is written as {suffix}")
+    for path, _ in todo:  # every file's model and codec, before anything is written
+        check_header(module, digest, read_header(path)[0], path)
     check_free([out for _, out in todo], args.force)
-    post = module.post
-    if args.runtime == "onnx" and post is not None:
-        folder = Path(args.onnx) if args.onnx else Path(tempfile.mkdtemp(prefix="sandwich-onnx-"))
-        if not args.onnx:
-            export(module, folder, digest)
-        post = OnnxProcessor(folder / "post.onnx")
-    lines = []
-    for path, out in tqdm(todo, desc=f"decode ({codec})", unit="image", disable=len(todo) == 1):
-        coded, header = read_coded(path, module.codec.real)
-        check_header(module, digest, header, path)
-        _, recon = module.decode(coded, post)
-        write_files({out: image_bytes(np.atleast_3d(to_array(recon[0], module.bit_depth)), module.bit_depth, out.suffix)})
-        lines.append(f"{out}: {header.width}x{header.height}, {module.channels} channels, {module.bit_depth}-bit, from {coded.payload_bits:,} payload bits at {header.codec} {module.codec.knob} {header.knob}")
+    with tempfile.TemporaryDirectory(prefix="sandwich-onnx-") as scratch:
+        post = module.post
+        if args.runtime == "onnx" and post is not None:
+            graphs = Path(args.onnx) if args.onnx else Path(scratch)
+            if not args.onnx:
+                export(module, graphs, digest)
+            post = OnnxProcessor(graphs / "post.onnx")
+        lines = []
+        for path, out in tqdm(todo, desc=f"decode ({codec})", unit="image", disable=len(todo) == 1):
+            coded, header = read_coded(path, module.codec.real)
+            _, recon = module.decode(coded, post)
+            write_files({out: image_bytes(np.atleast_3d(to_array(recon[0], module.bit_depth)), module.bit_depth, out.suffix)})
+            lines.append(f"{out}: {header.width}x{header.height}, {module.channels} channels, {module.bit_depth}-bit, from {coded.payload_bits:,} payload bits at {header.codec} {module.codec.knob} {header.knob}")
     print(*lines, sep="\n")

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from sandwich.data.images import IMAGE_SUFFIXES, read_image
 from sandwich.deploy.common import add_io_arguments, check_free, load_model, pairs
-from sandwich.deploy.container import SUFFIXES, Header, coded_files, picture_paths, sidecar
+from sandwich.deploy.container import SUFFIXES, Header, check_suffix, coded_files, picture_paths, sidecar
 from sandwich.errors import InputError
 from sandwich.files import write_files
 from sandwich.sample_format import to_tensor
@@ -85,6 +85,8 @@ def run(args: argparse.Namespace) -> None:
     elif args.bpp <= 0:
         raise InputError(f"--bpp {args.bpp}: the target must be positive")
     todo = pairs(Path(args.input), Path(args.output), find_images, lambda rel: rel.with_suffix(suffix))
+    for _, out in todo:
+        check_suffix(out, codec.name)
     outputs = [p for _, out in todo for p in picture_paths(out, module.adapter.pictures) + ([] if codec.name == "jpeg" else [sidecar(out)])]
     check_free(outputs, args.force)
     lines = []
