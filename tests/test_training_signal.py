@@ -111,7 +111,7 @@ def test_upgrade_renames_the_old_knob_keys_and_the_stage_keeps_the_proxy_signal(
     """A configuration stored before the rename (codec.levels/val_levels, a baseline codec's levels) and before
     codec.signal/workers reads as today's without those two, and its module trains on the proxy's signal with
     two coding threads, as it was trained."""
-    new = compose(["experiment=hdr10_hevc"])
+    new = compose(["experiment=hdr12_jpeg"])
     old = dict(new)
     codec = {("levels" if k == "knobs" else "val_levels" if k == "val_knobs" else k): v for k, v in new["codec"].items() if k not in ("signal", "workers")}
     baselines = {
