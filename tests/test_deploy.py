@@ -221,6 +221,12 @@ def test_refusals_leave_outputs_as_they_were(tmp_path: Path, capsys: pytest.Capt
     code, err = run_cli(capsys, "decode", "--ckpt", str(ckpt), str(coded), str(tmp_path / "p.npy"))
     assert code == 2 and ".png" in err and not (tmp_path / "p.npy").exists()
 
+    stream = tmp_path / "photo.hevc"
+    assert main(["encode", "--ckpt", str(hevc), str(source), str(stream)]) == 0
+    (tmp_path / "photo.hevc.json").write_text("{not json")
+    code, err = run_cli(capsys, "decode", "--ckpt", str(hevc), str(stream), str(tmp_path / "s.png"))
+    assert code == 2 and "unreadable sandwich header" in err and not (tmp_path / "s.png").exists()
+
 
 class Payload:
     """Pickles as a call of ``os.system``: loading it with plain pickle would run a shell command."""

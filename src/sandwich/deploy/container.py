@@ -68,16 +68,18 @@ class Header:
         return json.dumps(asdict(self) | ({} if picture is None else {"picture": picture}), separators=(",", ":")).encode()
 
     @classmethod
-    def from_json(cls, data: bytes, where: Path) -> Header:
-        """Parse a header written by :meth:`to_json`; InputError naming ``where`` if it is not one."""
+    def from_json(cls, data: bytes, where: Path) -> tuple[Header, int]:
+        """Parse a header written by :meth:`to_json`: (the header, its picture index, 0 where none is given);
+        InputError naming ``where`` if it is not one."""
         try:
             fields = json.loads(data)
-            header = cls(**{k: v for k, v in fields.items() if k != "picture"})
-        except (ValueError, TypeError) as exc:
+            picture = int(fields.pop("picture", 0))
+            header = cls(**fields)
+        except (ValueError, TypeError, AttributeError) as exc:
             raise InputError(f"{where}: unreadable sandwich header ({exc})") from None
         if header.format != FORMAT:
             raise InputError(f"{where}: header format {header.format}, this sandwich reads {FORMAT}")
-        return header
+        return header, picture
 
 
 def picture_paths(out: Path, pictures: int) -> list[Path]:
@@ -135,16 +137,15 @@ def read_header(path: Path) -> tuple[Header, Path, int]:
         found = [c for c in comments(path.read_bytes()) if c.startswith(MAGIC)]
         if not found:
             raise InputError(f"{path}: a JPEG without a sandwich header (not written by `sandwich encode`)")
-        header = Header.from_json(found[0][len(MAGIC) :], path)
-        index = int(json.loads(found[0][len(MAGIC) :]).get("picture", 0))
+        header, index = Header.from_json(found[0][len(MAGIC) :], path)
         base = path if header.pictures == 1 else path.with_name(f"{indexed.group(1) if indexed else path.stem}{path.suffix}")
         return header, base, index
     if sidecar(path).is_file():
-        return Header.from_json(sidecar(path).read_bytes(), sidecar(path)), path, 0
+        return Header.from_json(sidecar(path).read_bytes(), sidecar(path))[0], path, 0
     base = path.with_name(f"{indexed.group(1)}{path.suffix}") if indexed else None
     if base is None or not sidecar(base).is_file():
         raise InputError(f"{path}: no sandwich header beside it ({sidecar(path).name}; not written by `sandwich encode`)")
-    header = Header.from_json(sidecar(base).read_bytes(), sidecar(base))
+    header = Header.from_json(sidecar(base).read_bytes(), sidecar(base))[0]
     if int(indexed.group(2)) >= header.pictures:
         raise InputError(f"{path}: picture {indexed.group(2)} of an image of {header.pictures}")
     return header, base, int(indexed.group(2))
