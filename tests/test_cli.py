@@ -22,7 +22,8 @@ def test_help() -> None:
     assert sandwich("--help").returncode == 0
     for command, options in (("train", ["experiment:", "gray_jpeg", "launcher:", "slurm"]), ("eval", ["--ckpt", "--levels"]), ("shards", ["--val-fraction"]),
                              ("demo", ["--out", "--minutes", "--eval-side"]), ("bench train", ["--json"]), ("bench data", ["--workers", "--batches"]),
-                             ("weights", ["lpips", "--sdist", "--force"])):
+                             ("weights", ["lpips", "--sdist", "--force"]), ("encode", ["--model", "--bpp", "--quality"]),
+                             ("decode", ["--runtime", "--force"]), ("export", ["--onnx"]), ("models", ["--card", "--pack"])):
         result = sandwich(*command.split(), "--help")
         assert result.returncode == 0 and all(option in result.stdout for option in options), command
     result = sandwich("bench", "proxy", "--help")
