@@ -17,15 +17,16 @@ from PIL import Image
 from sandwich import pretrained
 from sandwich.cli import main
 from sandwich.codecs.real.av1 import Av1Codec
+from sandwich.codecs.real.base import RealCodec
 from sandwich.codecs.real.hevc import HevcCodec
 from sandwich.codecs.real.yuv import to_samples, ycbcr_to_rgb
 from sandwich.config import compose
 from sandwich.data.images import read_image
 from sandwich.data.samples import load_photo
-from sandwich.deploy.container import read_coded
+from sandwich.deploy.container import Header, read_header, read_pictures
 from sandwich.evaluate.checkpoint import load_module, weights_digest
 from sandwich.sample_format import to_array, to_tensor
-from sandwich.scenarios.base import SandwichModule
+from sandwich.scenarios.base import CodedImage, SandwichModule
 from sandwich.scenarios.registry import create_module
 
 # experiment (and overrides) -> the suffix of its files; every codec and every scenario module
@@ -57,6 +58,12 @@ def checkpoint(folder: Path, case: str, seed: int = 0) -> Path:
     path = folder / f"{case}-{seed}.ckpt"
     torch.save({"sandwich_config": config, "state_dict": module.state_dict()}, path)
     return path
+
+
+def read_coded(path: Path, real: RealCodec) -> tuple[CodedImage, Header]:
+    """(the coded image that picture file ``path`` belongs to, its header), read as sandwich decode reads it."""
+    header, base, _ = read_header(path)
+    return read_pictures(header, base, real), header
 
 
 def source_file(folder: Path, module: SandwichModule, name: str = "photo") -> Path:

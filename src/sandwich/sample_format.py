@@ -94,3 +94,9 @@ def to_array(tensor: Tensor, bit_depth: int = 8) -> np.ndarray:
     top = peak(bit_depth)
     samples = torch.floor(tensor.detach().double() * top + 0.5).clamp(0, top).cpu().numpy().astype(dtype_for(bit_depth))
     return samples[0] if samples.shape[0] == 1 else samples.transpose(1, 2, 0)
+
+
+def rounded(tensor: Tensor, bit_depth: int = 8) -> Tensor:
+    """``(C, H, W)`` on [0, 1] rounded and clipped to ``bit_depth``-bit samples, back on the [0, 1] scale: what
+    an image file holds (``to_tensor(to_array(tensor))``), on ``tensor``'s device."""
+    return to_tensor(to_array(tensor, bit_depth), bit_depth).to(tensor.device)

@@ -179,31 +179,37 @@ def _read_npy(path: Path, channels: int) -> np.ndarray:
     return array
 
 
+PNG_CHANNELS = (3, 4)  # channel counts a PNG holds (RGB, RGBA); other counts go to .npy
+
+
 def output_suffix(channels: int) -> str:
     """The lossless file type that holds images of ``channels`` channels: ``.png`` (RGB, RGBA), else ``.npy``."""
-    return ".png" if channels in (3, 4) else ".npy"
+    return ".png" if channels in PNG_CHANNELS else ".npy"
 
 
-def image_bytes(array: np.ndarray, bit_depth: int, suffix: str) -> bytes:
-    """``(H, W, C)`` samples of ``bit_depth`` bits as the bytes of a lossless file that :func:`read_image`
-    reads back to the same samples: ``.png`` for 3 or 4 channels (8-bit; for ``bit_depth`` > 8 a 16-bit
-    PNG, the samples scaled to the full 16-bit range, as cameras and ffmpeg write them), ``.npy`` (8-bit, any
-    channel count).
+def lossless_bytes(array: np.ndarray) -> bytes:
+    """``(H, W, C)`` uint8 or uint16 -> the bytes of a lossless file of :func:`output_suffix` type: an RGB or
+    RGBA PNG (8- or 16-bit, as the dtype; the values stored as they are), else ``.npy``."""
+    if array.shape[2] in PNG_CHANNELS:
+        return imagecodecs.png_encode(np.ascontiguousarray(array))
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def image_bytes(array: np.ndarray, bit_depth: int) -> bytes:
+    """``(H, W, C)`` samples of ``bit_depth`` bits as the bytes of a lossless file of :func:`output_suffix` type
+    that :func:`read_image` reads back to the same samples: for ``bit_depth`` > 8 a 16-bit PNG, the samples
+    scaled to the full 16-bit range (as cameras and ffmpeg write them).
 
     Raises:
-        InputError: a suffix that cannot hold the image (``.png`` of other than 3 or 4 channels, ``.npy``
-            of more than 8 bits, any other suffix).
+        InputError: more than 8 bits of a channel count a PNG cannot hold (``.npy`` holds 8-bit samples).
     """
-    channels = array.shape[2]
-    if suffix == ".png" and channels in (3, 4):
-        if bit_depth > 8:
-            array = (array.astype(np.uint64) * 65535 + peak(bit_depth) // 2) // peak(bit_depth)
-        return imagecodecs.png_encode(np.ascontiguousarray(array.astype(np.uint16 if bit_depth > 8 else np.uint8)))
-    if suffix == ".npy" and bit_depth == 8:
-        buffer = io.BytesIO()
-        np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
-        return buffer.getvalue()
-    raise InputError(f"a {channels}-channel {bit_depth}-bit image is written as {output_suffix(channels) if bit_depth == 8 else '.png'}, not {suffix or 'no suffix'}")
+    if bit_depth == 8:
+        return lossless_bytes(array)
+    if array.shape[2] not in PNG_CHANNELS:
+        raise InputError(f"a {array.shape[2]}-channel {bit_depth}-bit image cannot be written: 16-bit PNG holds 3 or 4 channels")
+    return lossless_bytes(((array.astype(np.uint64) * 65535 + peak(bit_depth) // 2) // peak(bit_depth)).astype(np.uint16))
 
 
 def list_images(folder: str | Path) -> list[Path]:

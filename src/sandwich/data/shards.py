@@ -42,7 +42,7 @@ import numpy as np
 import webdataset as wds
 import imagecodecs
 
-from sandwich.data.images import list_images, read_image
+from sandwich.data.images import list_images, lossless_bytes, output_suffix, read_image
 from sandwich.data.samples import sample_set
 from sandwich.errors import InputError
 from sandwich.files import cache_root, sha256_file, write_json
@@ -52,7 +52,6 @@ FORMAT = "sandwich-shards-v1"
 INDEX_NAME = "index.json"
 SPLITS = ("train", "val")
 SAMPLE_SHARDS_NAMES = {"color": "samples-v3"}  # cache folder per sample set (default: "<set>-v1"); bump on a change of its samples or format
-PNG_CHANNELS = (3, 4)  # stored as PNG (RGB, RGBA); other channel counts as .npy
 
 # (name, label, load): ``name`` goes into the index, ``label`` (a file's path) prefixes messages, and
 # ``load()`` returns (H, W, C) samples of the bit depth being packed or raises InputError("{label}: reason") for an unreadable image.
@@ -311,7 +310,7 @@ def _pack(
     records: dict[str, dict] = {}  # key -> json record, readable images only
     skipped = []
     used_keys: set[str] = set()
-    kind = SAMPLE_KIND[channels in PNG_CHANNELS]
+    kind = output_suffix(channels).removeprefix(".")
     for name, label, load in sources:
         try:
             array = load()
@@ -321,7 +320,7 @@ def _pack(
             skipped.append({"file": name, "reason": reason})
             continue
         key = _unique_key(name, used_keys)
-        (staging / f"{key}.{kind}").write_bytes(encode_sample(array))
+        (staging / f"{key}.{kind}").write_bytes(lossless_bytes(array))
         records[key] = {"name": name, "height": int(array.shape[0]), "width": int(array.shape[1])}
     if not records:
         raise InputError(f"{source}: none of the {len(sources)} images is readable (see the lines above)")
@@ -363,19 +362,6 @@ def _unique_key(name: str, used: set[str]) -> str:
         key = f"{base}-{n}"
     used.add(key)
     return key
-
-
-SAMPLE_KIND = {True: "png", False: "npy"}  # a sample's tar extension: PNG for 3 or 4 channels, else .npy
-
-
-def encode_sample(array: np.ndarray) -> bytes:
-    """``(H, W, C)`` uint8 or uint16 -> lossless bytes: an RGB or RGBA PNG (8- or 16-bit, as the dtype; the
-    values stored as they are) for C = 3 or 4, else ``.npy``."""
-    if array.shape[2] in PNG_CHANNELS:
-        return imagecodecs.png_encode(np.ascontiguousarray(array))
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
-    return buffer.getvalue()
 
 
 def decode_sample(sample: dict, bit_depth: int = 8) -> np.ndarray:

@@ -151,18 +151,17 @@ def read_header(path: Path) -> tuple[Header, Path, int]:
     return header, base, int(indexed.group(2))
 
 
-def read_coded(path: Path, real: RealCodec) -> tuple[CodedImage, Header]:
-    """The coded image that ``path`` (one of its picture files) belongs to, its streams read from every picture
-    file and their payload bits counted by ``real``, and its header.
+def read_pictures(header: Header, base: Path, real: RealCodec) -> CodedImage:
+    """The coded image written to ``base`` with ``header`` (:func:`read_header`): its streams read from every
+    picture file and their payload bits counted by ``real``.
 
     Raises:
-        InputError: see :func:`read_header`; a picture file missing.
+        InputError: a picture file missing, or not a file of its codec.
     """
-    header, base, _ = read_header(path)
     pictures = []
     for file in picture_paths(base, header.pictures):
         if not file.is_file():
             raise InputError(f"{file}: missing (picture of {base}, which has {header.pictures})")
         data = stream_bytes(file.read_bytes(), file.suffix)
         pictures.append(Encoded(data, real.payload_bits(data)))
-    return CodedImage(tuple(pictures), header.knob, (header.height, header.width)), header
+    return CodedImage(tuple(pictures), header.knob, (header.height, header.width))

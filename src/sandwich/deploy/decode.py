@@ -22,8 +22,8 @@ import numpy as np
 from tqdm import tqdm
 
 from sandwich.data.images import image_bytes, output_suffix
-from sandwich.deploy.common import add_io_arguments, check_free, load_model, pairs
-from sandwich.deploy.container import CODEC_OF_SUFFIX, Header, read_coded, read_header
+from sandwich.deploy.common import add_io_arguments, check_free, load_model
+from sandwich.deploy.container import CODEC_OF_SUFFIX, Header, read_header, read_pictures
 from sandwich.deploy.onnx_export import OnnxProcessor, export
 from sandwich.errors import InputError
 from sandwich.files import write_files
@@ -38,10 +38,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--onnx", metavar="DIR", help="with --runtime onnx: the graphs of `sandwich export --onnx DIR` (default: export them for this run)")
 
 
-def first_pictures(folder: Path, codec: str) -> list[Path]:
-    """The files under ``folder`` that start an image coded with ``codec`` (one per image: the first picture)."""
+def coded_images(source: Path, codec: str) -> list[tuple[Path, Header, Path]]:
+    """``(the file named, its header, the path the image was written to)`` of each image ``sandwich encode`` wrote
+    with ``codec`` at ``source``: that file, or under a folder every image once (by its first picture).
+
+    Raises:
+        InputError: ``source`` does not exist, a file of the codec's suffix has no header, a folder holds no image.
+    """
+    if not source.is_dir():
+        if not source.exists():
+            raise InputError(f"{source}: no such file or folder")
+        return [(source, *read_header(source)[:2])]
     suffixes = {suffix for suffix, name in CODEC_OF_SUFFIX.items() if name == codec}
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes and read_header(p)[2] == 0)
+    found = [(path, *read_header(path)) for path in sorted(source.rglob("*")) if path.is_file() and path.suffix.lower() in suffixes]
+    images = [(path, header, base) for path, header, base, index in found if index == 0]
+    if not images:
+        raise InputError(f"{source}: nothing to do in this folder")
+    return images
 
 
 def check_header(module: SandwichModule, digest: str, header: Header, path: Path) -> None:
@@ -58,12 +71,13 @@ def run(args: argparse.Namespace) -> None:
     codec = module.codec.real.name
     suffix = output_suffix(module.channels)
     source, target = Path(args.input), Path(args.output)
-    todo = pairs(source, target, lambda folder: first_pictures(folder, codec), lambda rel: rel.with_name(read_header(source / rel)[1].name).with_suffix(suffix))
     if not source.is_dir() and target.suffix != suffix:
         raise InputError(f"{target}: a {module.channels}-channel {module.bit_depth}-bit image is written as {suffix}")
-    for path, _ in todo:  # every file's model and codec, before anything is written
-        check_header(module, digest, read_header(path)[0], path)
-    check_free([out for _, out in todo], args.force)
+    images = coded_images(source, codec)
+    for path, header, _ in images:  # every file's model and codec, before anything is written
+        check_header(module, digest, header, path)
+    todo = [(header, base, target / base.relative_to(source).with_suffix(suffix) if source.is_dir() else target) for _, header, base in images]
+    check_free([out for _, _, out in todo], args.force)
     with tempfile.TemporaryDirectory(prefix="sandwich-onnx-") as scratch:
         post = module.post
         if args.runtime == "onnx" and post is not None:
@@ -72,9 +86,9 @@ def run(args: argparse.Namespace) -> None:
                 export(module, graphs, digest)
             post = OnnxProcessor(graphs / "post.onnx")
         lines = []
-        for path, out in tqdm(todo, desc=f"decode ({codec})", unit="image", disable=len(todo) == 1):
-            coded, header = read_coded(path, module.codec.real)
+        for header, base, out in tqdm(todo, desc=f"decode ({codec})", unit="image", disable=len(todo) == 1):
+            coded = read_pictures(header, base, module.codec.real)
             _, recon = module.decode(coded, post)
-            write_files({out: image_bytes(np.atleast_3d(to_array(recon[0], module.bit_depth)), module.bit_depth, out.suffix)})
+            write_files({out: image_bytes(np.atleast_3d(to_array(recon[0], module.bit_depth)), module.bit_depth)})
             lines.append(f"{out}: {header.width}x{header.height}, {module.channels} channels, {module.bit_depth}-bit, from {coded.payload_bits:,} payload bits at {header.codec} {module.codec.knob} {header.knob}")
     print(*lines, sep="\n")

@@ -33,7 +33,7 @@ from sandwich.evaluate.metric_names import DB_SUFFIX, PART_PREFIX, REPORTED, met
 from sandwich.metrics.ms_ssim import ms_ssim, ms_ssim_db
 from sandwich.metrics.perceptual import PERCEPTUAL_METRICS, distance_db
 from sandwich.metrics.psnr import luma_mse, mse, psnr
-from sandwich.sample_format import to_array, to_tensor
+from sandwich.sample_format import rounded, to_array
 from sandwich.scenarios.base import Baseline, SandwichModule
 
 
@@ -127,7 +127,7 @@ def sweep(
         distance_values: dict[str, list[float]] = {name: [] for name in distances}
         for i, image in enumerate(images):
             out = module.code_real(image, knob, baseline)
-            recon = to_tensor(to_array(out.recon[0], depth), depth)[None].to(image.device)  # the output as decoded files hold it: d-bit samples
+            recon = rounded(out.recon[0], depth)[None]  # the output as decoded files hold it: d-bit samples
             bpp.append(float(out.bpp(image)[0]))
             pictures.append(out.picture_bpp(image)[0].tolist())
             psnr_db.append(float(psnr(mse(image, recon, depth), depth)[0]))

@@ -44,7 +44,7 @@ from sandwich.evaluate.knob_sweep import RdPoint, channel_parts, curve, front, p
 from sandwich.errors import InputError
 from sandwich.files import staged_folder
 from sandwich.metrics.psnr import mse, psnr
-from sandwich.sample_format import requantize, to_array, to_tensor
+from sandwich.sample_format import requantize, rounded, to_array, to_tensor
 from sandwich.tracking import log_outputs
 from sandwich.scenarios.base import SandwichModule
 
@@ -252,8 +252,7 @@ def saturation_psnr(tensors: Sequence[Tensor], bit_depth: int, codec_bits: int) 
     (None when the codec has the source's bits or more)."""
     if codec_bits >= bit_depth:
         return None
-    rounded = [to_tensor(to_array(t[0], codec_bits), codec_bits)[None] for t in tensors]
-    return float(np.mean([float(psnr(mse(t, r, bit_depth), bit_depth)[0]) for t, r in zip(tensors, rounded, strict=True)]))
+    return float(np.mean([float(psnr(mse(t, rounded(t[0], codec_bits)[None], bit_depth), bit_depth)[0]) for t in tensors]))
 
 
 def saturation_note(saturation: float | None, bit_depth: int, codec_bits: int) -> list[str]:
