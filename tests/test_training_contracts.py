@@ -25,13 +25,17 @@ TINY = ["net=u8_16", "data.crop=32", "data.batch_size=2", "data.val_crop=48", "l
 
 
 class Recorder(Callback):
-    """The learning rate before every training step, the raw parameters after it, and the parameters the
-    module holds during validation."""
+    """The parameters training starts from, the learning rate before every training step, the raw parameters
+    after it, and the parameters the module holds during validation."""
 
     def __init__(self) -> None:
         self.lrs: list[float] = []
         self.raw: list[dict[str, torch.Tensor]] = []
         self.validated: dict[str, torch.Tensor] = {}
+        self.initial: dict[str, torch.Tensor] = {}
+
+    def on_train_start(self, trainer, pl_module) -> None:  # noqa: D102
+        self.initial = {k: p.detach().clone() for k, p in pl_module.named_parameters()}
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: D102
         self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
@@ -73,6 +77,26 @@ def test_validation_and_checkpoints_hold_the_ema_and_the_warm_up_is_linear(tmp_p
     for k in names:
         assert torch.allclose(stored[k], expected[k], atol=1e-6), k
         assert torch.equal(recorder.validated[k], stored[k]), k
+
+
+def test_a_frozen_pre_processor_keeps_its_weights_while_the_post_processor_learns(tmp_path: Path) -> None:
+    """optim.pre_frozen_steps=4 of 8: after each of the first 4 steps the pre-processor's weights are its initial
+    ones and the post-processor's have moved; from step 5 on the pre-processor's move too."""
+    quiet_lightning()
+    config = compose([
+        "experiment=rgb_jpeg420", *TINY, f"out_dir={tmp_path}", "trainer.max_steps=8", "data.batches_per_epoch=8",
+        "optim.warmup_steps=1", "optim.pre_frozen_steps=4", "ema_decay=null", "codec.val_knobs=[50]",
+    ])
+    recorder = Recorder()
+    train(config, [recorder])
+    initial = recorder.initial
+    pre = [k for k in initial if k.startswith("pre.")]
+    post = [k for k in initial if k.startswith("post.")]
+    assert pre and post
+    for step, raw in enumerate(recorder.raw):
+        pre_moved = any(not torch.equal(raw[k], initial[k]) for k in pre)
+        assert pre_moved == (step >= 4), step
+        assert any(not torch.equal(raw[k], initial[k]) for k in post), step
 
 
 def test_lightnings_slurm_auto_requeue_is_off_under_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

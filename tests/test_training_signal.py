@@ -80,6 +80,26 @@ def test_without_a_real_signal_or_outside_training_the_stage_is_the_proxy() -> N
             assert torch.equal(got, want)
 
 
+def test_without_a_gradient_to_give_both_values_are_x265s_and_the_proxy_is_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A post-only sandwich (or a frozen pre-processor) gives the stage a bottleneck without a gradient: with
+    rate=calibrated and decode=real the result is x265's decode and payload bits, and the proxy, whose
+    values both replace, is not run."""
+    stage = hevc_stage("calibrated", "real")
+    x = photo_batch().detach()
+    level = torch.tensor([stage.level_of(qp) for qp in QPS])
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("the proxy ran")
+
+    monkeypatch.setattr(stage.proxy, "forward", refuse)
+    decoded, bits = stage(x, level)
+    reference, real_bits = x265_by_hand(x, QPS)
+    torch.testing.assert_close(decoded, reference, atol=1e-6, rtol=0)
+    assert bits.tolist() == [float(b) for b in real_bits]
+    with pytest.raises(AssertionError, match="the proxy ran"):
+        stage(x.requires_grad_(True), level)
+
+
 def test_threads_code_what_one_image_after_another_codes() -> None:
     """The thread pool changes nothing in the streams: decodes and bits equal serial coding's, for x265 and SVT-AV1."""
     x = photo_batch().detach()

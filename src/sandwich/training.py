@@ -71,6 +71,10 @@ def _check(config: dict[str, Any]) -> None:
         raise InputError(f"config: optim.lr={config['optim']['lr']} must be > 0")
     if config["optim"]["warmup_steps"] < 0:
         raise InputError(f"config: optim.warmup_steps={config['optim']['warmup_steps']} must be >= 0")
+    if config["optim"]["pre_frozen_steps"] < 0:
+        raise InputError(f"config: optim.pre_frozen_steps={config['optim']['pre_frozen_steps']} must be >= 0")
+    if config["optim"]["pre_frozen_steps"] and config["trainer"].get("strategy") == "ddp":
+        raise InputError("config: optim.pre_frozen_steps needs one process (DDP expects every parameter to get a gradient at every step)")
     data = config["data"]
     for key in ("crop", "batch_size", "batches_per_epoch", "val_crop"):
         if data[key] < 1:

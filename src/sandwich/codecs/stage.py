@@ -212,9 +212,13 @@ class CodecStage(nn.Module):
 
     def with_signal(self, bottleneck: Tensor, level: Tensor) -> tuple[Tensor, Tensor]:
         """The training signal (:class:`TrainingSignal`) at levels ``(N,)`` of knob values: the real codec
-        codes each image in the thread pool while the proxy runs, then the two are combined."""
+        codes each image in the thread pool while the proxy runs, then the two are combined. When the
+        signal takes both values from the real codec and ``bottleneck`` needs no gradient (a post-only
+        sandwich, or a pre-processor not trained yet: ``optim.pre_frozen_steps``), the proxy is not run."""
         knobs = [self.knob_levels.knob(v) for v in level.tolist()]
         finish = start_coding(bottleneck, self.real, lambda image, i: self.real.encode(image, knobs[i]), self.workers)
+        if not bottleneck.requires_grad and self.signal == TrainingSignal("calibrated", "real"):
+            return finish()  # both values are the real codec's and no gradient reaches a pre-processor: the proxy would change nothing
         decoded, bits = self.proxy(bottleneck, level)
         real_decoded, real_bits = finish()
         if self.signal.rate == "calibrated":

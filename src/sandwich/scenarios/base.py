@@ -163,7 +163,7 @@ class SandwichModule(L.LightningModule):
             (``channels``, ``bit_depth``, ``pre`` and ``post`` bypasses, ``pre_learned``, ``tie_alpha``,
             ``baselines``),
             ``loss`` (``distortion``, ``form``), ``lmbda``, ``lmbda_level_exponent``, ``optim``
-            (``lr``, ``warmup_steps``), ``log_images``.
+            (``lr``, ``warmup_steps``, ``pre_frozen_steps``), ``log_images``.
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
@@ -306,7 +306,9 @@ class SandwichModule(L.LightningModule):
         return int(np.random.SeedSequence([int(self.config["seed"]), self.global_rank, self.global_step]).generate_state(1)[0])
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        """The proxy pass and its rate-distortion loss, with random draws seeded by :meth:`step_seed`."""
+        """The proxy pass and its rate-distortion loss, with random draws seeded by :meth:`step_seed`. For the
+        first ``optim.pre_frozen_steps`` steps the pre-processor is not trained (no gradient reaches it)."""
+        self.pre.requires_grad_(self.global_step >= int(self.config["optim"].get("pre_frozen_steps", 0)))
         with torch.random.fork_rng(devices=[self.device] if self.device.type != "cpu" else [], device_type=self.device.type):
             torch.manual_seed(self.step_seed())
             losses = self._losses(batch, self(batch))
