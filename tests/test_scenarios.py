@@ -40,7 +40,7 @@ def photo(name: str, h: int, w: int) -> torch.Tensor:
 
 REAL_CODEC = {"rgb_jpeg420": "jpeg", "rgb_jpeg444": "jpeg", "gray_jpeg": "jpeg", "rgb_hevc": "hevc", "gray_hevc": "hevc"}
 REAL_CODEC |= {f"{e}{v}": c for e, c in (("sr2_jpeg", "jpeg"), ("sr4_jpeg", "jpeg"), ("sr2_hevc", "hevc")) for v in ("", "_postonly")}
-REAL_CODEC |= {"stereo_jpeg": "jpeg", "rgba_jpeg": "jpeg", "rgb_av1": "av1", "sr2_av1": "av1", "rgb_av1_postonly": "av1", "rgb_hevc_postonly": "hevc"}
+REAL_CODEC |= {"stereo_jpeg": "jpeg", "rgba_jpeg": "jpeg", "rgb_av1": "av1", "sr2_av1": "av1", "sr2_av1_postonly": "av1", "rgb_av1_postonly": "av1", "rgb_hevc_postonly": "hevc"}
 CROPS = {"sr4_jpeg": ["data.crop=64", "data.val_crop=64"], "sr4_jpeg_postonly": ["data.crop=64", "data.val_crop=64"]}  # the codec's 16-pixel block at 1/4
 REAL_CODEC |= {"hdr10_hevc": "hevc", "hdr12_jpeg": "jpeg", "hdr16_jpeg": "jpeg"}
 DEBIAN_DATA = {"stereo_jpeg": OPENCV_DATA, "rgba_jpeg": OXYGEN_ICONS} | {e: BLENDER_WORLDS for e in ("hdr10_hevc", "hdr12_jpeg", "hdr16_jpeg")}
