@@ -11,7 +11,8 @@ and reports per QP (means over images) the same fields as the JPEG benchmark:
 
 The summary gives the rate model's median |relative error| overall and per photo source (the goal is
 <= 10 % outside the fit set) and forward+backward throughput on a training batch (8x3x64x64) beside the
-JPEG proxy's on the same batch, timed alternately in the same run.
+JPEG proxy's and beside the HEVC proxy's with the torch reference of its closed-loop decisions instead of
+the fused numba kernel (``fused_vs_reference_time``), timed alternately in the same run.
 """
 
 from __future__ import annotations
@@ -73,26 +74,30 @@ def measure_rd(images: dict[str, np.ndarray], subsampling: str) -> tuple[list[di
 
 
 def measure_speed(subsampling: str) -> dict[str, float]:
-    """Forward+backward MPix/s of the HEVC proxy and of the JPEG proxy on one training batch."""
+    """Forward+backward MPix/s of the HEVC proxy (its decisions by the default kernel, and by the torch
+    reference) and of the JPEG proxy on one training batch."""
     n, h, w = SPEED_SHAPE
     channels = 1 if subsampling == "400" else 3
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(n, channels, h, w, generator=generator).requires_grad_(True)
     level = torch.linspace(-3.0, 1.5, n)
     grad_image, grad_bits = torch.randn(x.shape, generator=generator), torch.randn(n, generator=generator)
-    proxies = {"hevc": HevcIntraProxy(subsampling), "jpeg": JpegProxyCodec(subsampling)}
+    proxies = {"hevc": HevcIntraProxy(subsampling), "hevc_reference": HevcIntraProxy(subsampling, impl="reference"), "jpeg": JpegProxyCodec(subsampling)}
 
     def step(name: str) -> None:
         x.grad = None
         torch.autograd.backward(list(proxies[name](x, level)), [grad_image, grad_bits])
 
-    step("hevc"), step("jpeg")  # warm-up (numba's first-call compile)
+    for name in proxies:
+        step(name)  # warm-up (numba's first-call compile)
     seconds = interleaved_medians({name: (lambda name=name: step(name)) for name in proxies}, repeats=7)
     mpix = n * h * w / 1e6
     return {
         "fwd_bwd_mpix_per_s": mpix / seconds["hevc"],
         "jpeg_proxy_fwd_bwd_mpix_per_s": mpix / seconds["jpeg"],
         "hevc_vs_jpeg_proxy_time": seconds["hevc"] / seconds["jpeg"],
+        "reference_decisions_fwd_bwd_mpix_per_s": mpix / seconds["hevc_reference"],
+        "fused_vs_reference_time": seconds["hevc"] / seconds["hevc_reference"],
     }
 
 

@@ -1,19 +1,21 @@
-"""Closed-loop intra coding of a plane group at one transform size, in block wavefronts.
+"""Closed-loop intra coding of a plane group at one transform size.
 
 A block is predicted from the *reconstructed* samples of its neighbours above and to the left (as an
-HEVC decoder sees them), so blocks on one anti-diagonal of the block grid (``i + j = t``) depend only
-on earlier diagonals and are coded together: ``R + C - 1`` batched steps for an ``R x C`` block grid.
+HEVC decoder sees them). Each block takes the mode (of HEVC's 35, :mod:`.modes`) whose residual costs
+least: the sum of its absolute transform coefficients (a SATD), computed for all modes at once in the
+transform domain (the prediction maps are linear, so their transforms are precomputed). All planes of a
+group (Cb and Cr) share a block's mode, as in HEVC; chroma chooses from all 35 modes (HEVC offers 4 plus
+luma's).
 
-Each block takes the mode (of HEVC's 35, :mod:`.modes`) whose residual costs least: the sum of its
-absolute transform coefficients (a SATD), computed for all modes at once in the transform domain
-(the prediction maps are linear, so their transforms are precomputed). All planes of a group (Cb and
-Cr) share a block's mode, as in HEVC; chroma chooses from all 35 modes (HEVC offers 4 plus luma's).
-
-Per step: one matrix product for every mode's predicted coefficients (without autograd: the choice
-is not differentiated), the choice, the chosen mode's prediction again (differentiable), the quantiser,
-one inverse transform. Blocks are held in wavefront order and a step reads its references from the
-previous two wavefronts' decoded edges, so a step costs its own blocks, not the grid's. The rate
-statistics are taken once, after the last step, from the levels of the whole grid.
+Two passes. The *decisions* (no autograd): the blocks coded one after another, each from its
+neighbours' decoded samples: every mode's predicted coefficients, the choice, the dead-zone levels,
+the inverse transform. On the CPU a fused numba kernel (:mod:`sandwich.codecs.kernels.numba_hevc_intra`)
+does it block by block; the torch reference (:func:`wavefront_decisions`, every device) codes the
+blocks of one anti-diagonal of the block grid (``i + j = t``, which depend only on earlier diagonals)
+together: ``R + C - 1`` batched steps for an ``R x C`` grid. Then the *gradient*, one batched pass over
+every block (:func:`code_size`): the values are the decisions', and the chosen mode's linear map carries
+the gradient of the rate statistics to the references. The rate statistics are taken from the levels
+of the whole grid.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ import functools
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from sandwich.codecs.hevc_proxy.modes import MID, prediction_maps
 from sandwich.codecs.hevc_proxy.transforms import deadzone_levels, forward_2d, inverse_2d, statistics, transform_matrix
+from sandwich.codecs.kernels.ops import FUSED_DTYPES, default_impl
 from sandwich.codecs.quantize import round_samples
+from sandwich.errors import InputError
 
 
 @dataclass
@@ -94,34 +99,31 @@ def _every_mode(references: Tensor, cases: list[int], maps: Tensor, biases: Tens
     )
 
 
-def code_size(planes: Tensor, size: int, step: Tensor, luma: bool, intra: bool = True) -> SizeCoding:
-    """Code ``planes`` ``(N, P, H, W)`` (integer-valued, 0..255; H, W multiples of ``size``) with
-    ``size x size`` transforms at steps ``step`` ``(N,)`` (module doc). ``luma``: luma's prediction filters and,
-    for 4x4, the DST-VII; ``intra=False``: predict every block as 128 (plain transform coding).
+def wavefront_decisions(target: Tensor, step: Tensor, size: int, luma: bool, height: int, width: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The torch reference of the closed-loop decisions (module doc; no autograd): what
+    :func:`sandwich.codecs.kernels.numba_hevc_intra.decide` computes, same arguments (``maps`` and the transform
+    from ``size`` and ``luma``) and results: ``pre`` ``(N, P, H, W)``, ``scaled`` ``(R, C, N, P, s, s)``,
+    ``modes`` ``(R, C, N)``.
 
     The blocks are held in wavefront order: each wavefront's coefficients are one slice, and a block's
     references are read from the previous two wavefronts' decoded edges, so no step copies the whole grid."""
-    n, p, h, w = planes.shape
-    rows_n, cols_n = h // size, w // size
-    matrix = transform_matrix(size, uses_dst(size, luma), planes.dtype, planes.device)
-    source = planes.view(n, p, rows_n, size, cols_n, size).permute(2, 4, 0, 1, 3, 5).reshape(rows_n * cols_n, n, p, size, size)
-    order = _diagonal_order(rows_n, cols_n, planes.device)
-    coefficients = forward_2d(source, matrix).index_select(0, order)  # (R·C, N, P, s, s) in wavefront order
-    scale = step.view(1, n, 1, 1, 1).to(planes.dtype)
-    maps, biases = coefficient_maps(size, luma, planes.dtype, str(planes.device))
-    per_mode_maps = maps.unflatten(-1, (-1, size * size)).transpose(1, 2)  # (4, M, 2s + 1, s·s)
-    flat = forward_2d(torch.full((size, size), MID, dtype=planes.dtype, device=planes.device), matrix)
-    decoded_blocks, scaled_blocks, bottoms, rights = [], [], [], []
+    rows_n, cols_n, n, p = target.shape[:4]
+    matrix = transform_matrix(size, uses_dst(size, luma), target.dtype, target.device)
+    order = _diagonal_order(rows_n, cols_n, target.device)
+    coefficients = target.detach().flatten(0, 1).index_select(0, order)  # (R·C, N, P, s, s) in wavefront order
+    scale = step.view(1, n, 1, 1, 1).to(target.dtype)
+    maps, biases = coefficient_maps(size, luma, target.dtype, str(target.device))
+    pre_blocks, scaled_blocks, mode_blocks, bottoms, rights = [], [], [], [], []
     start = 0
     fronts = _wavefronts(rows_n, cols_n)
-    for t, (lo, hi) in enumerate(fronts):
-        rows = range(lo, hi)
-        target = coefficients[start : start + len(rows)]  # (k, N, P, s, s)
-        start += len(rows)
-        if intra:
+    with torch.no_grad():
+        for t, (lo, hi) in enumerate(fronts):
+            rows = range(lo, hi)
+            block_target = coefficients[start : start + len(rows)]  # (k, N, P, s, s)
+            start += len(rows)
             cases = [(r > 0) * 2 + (t - r > 0) for r in rows]
             up_lo, corner_lo = (fronts[t - 1][0] if t >= 1 else 0), (fronts[t - 2][0] if t >= 2 else 0)
-            none = planes.new_zeros(len(rows), n, p, size)
+            none = target.new_zeros(len(rows), n, p, size)
             references = torch.cat(
                 [
                     _neighbour(rights, t - 1, up_lo, rows, 0, none),
@@ -130,26 +132,91 @@ def code_size(planes: Tensor, size: int, step: Tensor, luma: bool, intra: bool =
                 ],
                 dim=-1,
             )  # (k, N, P, 2s + 1): left column, corner, top row
-            with torch.no_grad():
-                predicted = _every_mode(references, cases, maps, biases)
-                mode = (target.unsqueeze(3) - predicted).abs().sum(dim=(2, 4, 5)).argmin(dim=-1)  # (k, N)
-                pick = mode.view(*mode.shape, 1, 1, 1, 1).expand(*mode.shape, p, 1, size, size)
-                prediction = predicted.gather(3, pick).squeeze(3)
-            chosen = per_mode_maps[torch.tensor(cases, device=planes.device)[:, None], mode]  # (k, N, 2s + 1, s·s)
-            linear = torch.einsum("knpr,knrm->knpm", references, chosen).unflatten(-1, (size, size))
-            prediction = prediction + (linear - linear.detach())  # the chosen mode's value, its gradient in the references
-        else:
-            prediction = flat
-        u = (target - prediction) / scale
-        levels = u + (deadzone_levels(u.detach()) - u).detach()
-        decoded = round_samples(inverse_2d(prediction + levels * scale, matrix))
-        decoded_blocks.append(decoded)
-        scaled_blocks.append(u)
-        bottoms.append(decoded[..., -1, :])
-        rights.append(decoded[..., :, -1])
+            predicted = _every_mode(references, cases, maps, biases)
+            mode = (block_target.unsqueeze(3) - predicted).abs().sum(dim=(2, 4, 5)).argmin(dim=-1)  # (k, N)
+            pick = mode.view(*mode.shape, 1, 1, 1, 1).expand(*mode.shape, p, 1, size, size)
+            prediction = predicted.gather(3, pick).squeeze(3)
+            u = (block_target - prediction) / scale
+            pre = inverse_2d(prediction + deadzone_levels(u) * scale, matrix)
+            decoded = round_samples(pre)
+            pre_blocks.append(pre)
+            scaled_blocks.append(u)
+            mode_blocks.append(mode)
+            bottoms.append(decoded[..., -1, :])
+            rights.append(decoded[..., :, -1])
     raster = torch.argsort(order)
-    recon = torch.cat(decoded_blocks).index_select(0, raster).view(rows_n, cols_n, n, p, size, size)
-    scaled = torch.cat(scaled_blocks).index_select(0, raster).view(rows_n, cols_n, n, p, size, size)
-    features = statistics(scaled).sum(dim=3)  # (R, C, N, F)
-    sse = (recon - source.view(rows_n, cols_n, n, p, size, size)).detach().square().sum(dim=(3, 4, 5))
-    return SizeCoding(recon=recon.permute(2, 3, 0, 4, 1, 5).reshape(n, p, h, w), features=features, sse=sse)
+    grid = lambda blocks: torch.cat(blocks).index_select(0, raster).unflatten(0, (rows_n, cols_n))  # noqa: E731
+    pre = grid(pre_blocks).permute(2, 3, 0, 4, 1, 5).reshape(n, p, height, width)
+    return pre, grid(scaled_blocks), grid(mode_blocks)
+
+
+def _references(decoded: Tensor, size: int) -> Tensor:
+    """``(R, C, N, P, 2s + 1)`` every block's references ``[left column, corner, top row]`` read from the decoded
+    planes ``(N, P, H, W)`` (zero where a block has no such neighbour; the availability case's map ignores them)."""
+    n, p, h, w = decoded.shape
+    rows_n, cols_n = h // size, w // size
+    padded = F.pad(decoded, (1, 0, 1, 0))  # padded[y + 1, x + 1] = decoded[y, x]
+    left = padded[..., 1:, :-1:size].unflatten(2, (rows_n, size)).permute(2, 4, 0, 1, 3)  # column j·s - 1 of rows i·s ..
+    corner = padded[..., :-1:size, :-1:size].permute(2, 3, 0, 1).unsqueeze(-1)
+    top = padded[..., :-1:size, 1:].unflatten(3, (cols_n, size)).permute(2, 3, 0, 1, 4)  # row i·s - 1 of columns j·s ..
+    return torch.cat([left, corner, top], dim=-1)
+
+
+def _availability(rows_n: int, cols_n: int, device: torch.device) -> Tensor:
+    """``(R, C)`` each block's availability case: 2 with a block above, + 1 with one to the left."""
+    i = torch.arange(rows_n, device=device).view(-1, 1)
+    j = torch.arange(cols_n, device=device).view(1, -1)
+    return (i > 0).long() * 2 + (j > 0).long()
+
+
+def decisions(target: Tensor, step: Tensor, size: int, luma: bool, height: int, width: int, impl: str | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """The closed-loop decisions by the kernel ``impl`` selects (``SANDWICH_KERNELS`` when None, see
+    :mod:`sandwich.codecs.kernels.ops`): ``auto`` and ``numba``: the fused numba kernel on float32 / float64 CPU
+    tensors (:mod:`sandwich.codecs.kernels.numba_hevc_intra`); otherwise, and on every other device, the torch
+    reference :func:`wavefront_decisions` (there is no Triton kernel of it)."""
+    impl = default_impl() if impl is None else impl
+    fused = target.device.type == "cpu" and target.dtype in FUSED_DTYPES
+    if impl == "numba" and not fused:
+        raise InputError(f"impl='numba' takes float32 and float64 CPU tensors, got {target.dtype} on {target.device}")
+    if impl in ("auto", "numba") and fused:
+        from sandwich.codecs.kernels.numba_hevc_intra import decide
+
+        maps, biases = coefficient_maps(size, luma, target.dtype, str(target.device))
+        matrix = transform_matrix(size, uses_dst(size, luma), target.dtype, target.device)
+        return decide(target, step, maps, biases, matrix, height, width)
+    return wavefront_decisions(target, step, size, luma, height, width)
+
+
+def code_size(planes: Tensor, size: int, step: Tensor, luma: bool, intra: bool = True, impl: str | None = None) -> SizeCoding:
+    """Code ``planes`` ``(N, P, H, W)`` (integer-valued, 0..255; H, W multiples of ``size``) with
+    ``size x size`` transforms at steps ``step`` ``(N,)`` (module doc). ``luma``: luma's prediction filters and,
+    for 4x4, the DST-VII; ``intra=False``: predict every block as 128 (plain transform coding); ``impl``:
+    the kernel of the decisions (:func:`decisions`).
+
+    The values are the decisions'; the gradient comes from one batched pass over every block: a decoded
+    sample's gradient is its input sample's (the prediction cancels: ``pred + Δ·(c - pred)/Δ``), and the
+    rate statistics' gradient reaches the references through the chosen mode's linear map."""
+    n, p, h, w = planes.shape
+    rows_n, cols_n = h // size, w // size
+    matrix = transform_matrix(size, uses_dst(size, luma), planes.dtype, planes.device)
+    source = planes.view(n, p, rows_n, size, cols_n, size).permute(2, 4, 0, 1, 3, 5)  # (R, C, N, P, s, s)
+    target = forward_2d(source, matrix)
+    scale = step.view(1, 1, n, 1, 1, 1).to(planes.dtype)
+    if intra:
+        pre, scaled, modes = decisions(target.detach(), step, size, luma, h, w, impl)
+        recon = round_samples(pre + (planes - planes.detach()))  # the decoded values; the input's gradient
+        maps, _ = coefficient_maps(size, luma, planes.dtype, str(planes.device))
+        per_mode_maps = maps.unflatten(-1, (-1, size * size)).transpose(1, 2)  # (4, M, 2s + 1, s·s)
+        chosen = per_mode_maps[_availability(rows_n, cols_n, planes.device).unsqueeze(-1), modes]  # (R, C, N, 2s + 1, s·s)
+        linear = torch.einsum("rcnpk,rcnkm->rcnpm", _references(recon, size), chosen).unflatten(-1, (size, size))
+        moving = (target - linear) / scale  # u's gradient: the mode's bias and the decision are constants
+        u = scaled + (moving - moving.detach())
+    else:
+        flat = forward_2d(torch.full((size, size), MID, dtype=planes.dtype, device=planes.device), matrix)
+        u = (target - flat) / scale
+        levels = u + (deadzone_levels(u.detach()) - u).detach()
+        blocks = round_samples(inverse_2d(flat + levels * scale, matrix))
+        recon = blocks.permute(2, 3, 0, 4, 1, 5).reshape(n, p, h, w)
+    features = statistics(u).sum(dim=3)  # (R, C, N, F)
+    sse = (recon.detach().view(n, p, rows_n, size, cols_n, size).permute(2, 4, 0, 1, 3, 5) - source.detach()).square().sum(dim=(3, 4, 5))
+    return SizeCoding(recon=recon, features=features, sse=sse)

@@ -121,6 +121,7 @@ def hevc_intra_proxy(
     sizes: Sequence[int] = SIZES,
     intra: bool = True,
     deblocking: bool = True,
+    impl: str | None = None,
 ) -> HevcOutput:
     """Functional HEVC-intra proxy (module doc).
 
@@ -132,6 +133,7 @@ def hevc_intra_proxy(
         sizes: the luma transform sizes to choose from (e.g. ``(8,)`` for one fixed size).
         intra: intra prediction (else every block is predicted as 128).
         deblocking: the deblocking filter.
+        impl: the kernel of the closed-loop decisions (:func:`.intra.decisions`; None: ``SANDWICH_KERNELS``).
     """
     if subsampling not in ("420", "444", "400"):
         raise InputError(f"hevc proxy: subsampling {subsampling!r} not one of 420, 444, 400")
@@ -154,7 +156,7 @@ def hevc_intra_proxy(
         for s in sizes:
             size = max(s // sub, 4)
             if size not in cache:
-                cache[size] = code_size(group, size, step, luma=kind == "luma", intra=intra)
+                cache[size] = code_size(group, size, step, luma=kind == "luma", intra=intra, impl=impl)
         codings.append([cache[max(s // sub, 4)] for s in sizes])
     onehot, ctb_features = _cheapest_sizes(codings, [(kind, sub) for kind, _, sub in kinds], sizes, as_tensor(tables.mode_lambda(qp_np)), rate)
     recon, per_image = [], []
@@ -191,6 +193,7 @@ class HevcIntraProxy(nn.Module):
         qp: the knob value (x265's ``qp`` option) it codes at without a level (its base level).
         sizes: luma transform sizes to choose from.
         intra: intra prediction; deblocking: the deblocking filter (switches for tests and ablations).
+        impl: the kernel of the closed-loop decisions (:func:`.intra.decisions`; None: ``SANDWICH_KERNELS``).
 
     Example:
         >>> proxy = HevcIntraProxy("420")
@@ -199,9 +202,11 @@ class HevcIntraProxy(nn.Module):
         (torch.Size([2, 3, 32, 32]), torch.Size([2]))
     """
 
-    def __init__(self, subsampling: str = "420", qp: float = 36.0, sizes: Sequence[int] = SIZES, intra: bool = True, deblocking: bool = True) -> None:
+    def __init__(
+        self, subsampling: str = "420", qp: float = 36.0, sizes: Sequence[int] = SIZES, intra: bool = True, deblocking: bool = True, impl: str | None = None
+    ) -> None:
         super().__init__()
-        self.subsampling, self.qp = subsampling, float(qp)
+        self.subsampling, self.qp, self.impl = subsampling, float(qp), impl
         self.sizes, self.intra, self.deblocking = tuple(int(s) for s in sizes), bool(intra), bool(deblocking)
         self.channels = 1 if subsampling == "400" else 3
         self.alignment = CTB
@@ -224,7 +229,14 @@ class HevcIntraProxy(nn.Module):
         qp = tables.slice_qp(knob)
         top = peak(8)
         out = hevc_intra_proxy(
-            bottleneck * top, torch.as_tensor(qp), self.subsampling, self.rate, sizes=self.sizes, intra=self.intra, deblocking=self.deblocking
+            bottleneck * top,
+            torch.as_tensor(qp),
+            self.subsampling,
+            self.rate,
+            sizes=self.sizes,
+            intra=self.intra,
+            deblocking=self.deblocking,
+            impl=self.impl,
         )
         return out.recon / top, self.rate(out.features)
 

@@ -8,6 +8,8 @@
   use (a few seconds of JIT compile the first time, then numba's on-disk cache);
 * :mod:`~sandwich.codecs.kernels.numba_jpeg_color` - fused CPU kernels (numba) of the JPEG proxy's
   colour stages around the op (RGB -> centred planes, reconstructions -> RGB);
+* :mod:`~sandwich.codecs.kernels.numba_hevc_intra` - the fused CPU kernel (numba) of the HEVC-intra proxy's
+  closed-loop decisions (:mod:`sandwich.codecs.hevc_proxy.intra`; elsewhere its torch reference runs);
 * :mod:`~sandwich.codecs.kernels.numba_runtime` - the numba kernels' shared compile options and threads;
 * :mod:`~sandwich.codecs.kernels.triton_blockcodec` - the fused Triton kernels (CUDA; CPU only under
   ``TRITON_INTERPRET=1``); imported on first use, so importing sandwich does not import Triton;

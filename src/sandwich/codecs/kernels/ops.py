@@ -37,6 +37,10 @@ from its own ``impl`` argument or else from the environment variable ``SANDWICH_
 * ``composite`` (``transform_quantize`` only, not an op argument): bypass the op and run the same
   computation as a graph of autograd primitives (what the fused kernels are measured against).
 
+The HEVC-intra proxy's closed-loop decisions read the same variable
+(:func:`sandwich.codecs.hevc_proxy.intra.decisions`): ``auto`` and ``numba`` run the fused numba kernel on
+float32 / float64 CPU tensors, every other value and device the torch reference (no Triton kernel yet).
+
 The variable is read when ``transform_quantize`` runs; under ``torch.compile`` it is read once, at
 tracing, and baked into the compiled graph.
 """
