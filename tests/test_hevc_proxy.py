@@ -308,6 +308,8 @@ def test_bad_input_is_refused() -> None:
         hevc_intra_proxy(torch.rand(1, 1, 32, 32), torch.tensor([30.0]), "420", HevcRate())
     with pytest.raises(InputError, match="sizes"):
         hevc_intra_proxy(torch.rand(1, 3, 32, 32), torch.tensor([30.0]), "420", HevcRate(), sizes=(64,))
+    with pytest.raises(InputError, match="impl='numba'"):
+        code_size(torch.rand(1, 1, 8, 8, dtype=torch.bfloat16), 4, torch.tensor([8.0]), luma=True, impl="numba")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (run by `make gpu-check` on a GPU)")

@@ -30,6 +30,7 @@ class Recorder(Callback):
 
     def __init__(self) -> None:
         self.lrs: list[float] = []
+        self.group_lrs: list[list[float]] = []
         self.raw: list[dict[str, torch.Tensor]] = []
         self.validated: dict[str, torch.Tensor] = {}
         self.initial: dict[str, torch.Tensor] = {}
@@ -39,6 +40,7 @@ class Recorder(Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: D102
         self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+        self.group_lrs.append([group["lr"] for group in trainer.optimizers[0].param_groups])
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: D102
         self.raw.append({k: p.detach().clone() for k, p in pl_module.named_parameters()})
@@ -81,14 +83,18 @@ def test_validation_and_checkpoints_hold_the_ema_and_the_warm_up_is_linear(tmp_p
 
 def test_a_frozen_pre_processor_keeps_its_weights_while_the_post_processor_learns(tmp_path: Path) -> None:
     """optim.pre_frozen_steps=4 of 8: after each of the first 4 steps the pre-processor's weights are its initial
-    ones and the post-processor's have moved; from step 5 on the pre-processor's move too."""
+    ones and the post-processor's have moved; from step 5 on the pre-processor's move too, its learning rate
+    warmed up from that step (lr·min(1, (k - 4 + 1)/2) at step k, the rest's lr·min(1, (k + 1)/2))."""
     quiet_lightning()
     config = compose([
         "experiment=rgb_jpeg420", *TINY, f"out_dir={tmp_path}", "trainer.max_steps=8", "data.batches_per_epoch=8",
-        "optim.warmup_steps=1", "optim.pre_frozen_steps=4", "ema_decay=null", "codec.val_knobs=[50]",
+        "optim.warmup_steps=2", "optim.pre_frozen_steps=4", "ema_decay=null", "codec.val_knobs=[50]",
     ])
     recorder = Recorder()
     train(config, [recorder])
+    lr = float(config["optim"]["lr"])
+    expected = [[lr * min(1, (k + 1) / 2), lr * min(1, max(0, k - 3) / 2)] for k in range(8)]
+    assert np.allclose(recorder.group_lrs, expected, rtol=1e-9, atol=0)
     initial = recorder.initial
     pre = [k for k in initial if k.startswith("pre.")]
     post = [k for k in initial if k.startswith("post.")]

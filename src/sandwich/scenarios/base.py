@@ -384,11 +384,21 @@ class SandwichModule(L.LightningModule):
         it, with plain ReLUs, the last decoder layer's units died within 50 steps (measured: 73% active
         at start, 1.5% after 50 steps, on JPEG q20 with step-scaled corrections) and the sandwich stayed
         its codec; the U-Nets' leaky activations (:mod:`sandwich.nets.unet`) are the second guard.
+        The same holds for a pre-processor that starts after ``optim.pre_frozen_steps`` (Adam's first steps
+        of its weights would move each by the full rate): its warm-up starts then.
         """
         optim = self.config["optim"]
-        adam = torch.optim.Adam(self.parameters(), lr=float(optim["lr"]))
         warmup = max(int(optim["warmup_steps"]), 1)
-        schedule = torch.optim.lr_scheduler.LambdaLR(adam, lambda step: min(1.0, (step + 1) / warmup))
+        frozen = int(optim.get("pre_frozen_steps", 0))
+        pre = list(self.pre.parameters())
+        if frozen and pre:  # the pre-processor in a group of its own, its warm-up from the step it starts
+            held = {id(p) for p in pre}
+            groups = [{"params": [p for p in self.parameters() if id(p) not in held]}, {"params": pre}]
+            ramps = [lambda step: min(1.0, (step + 1) / warmup), lambda step: min(1.0, max(0, step - frozen + 1) / warmup)]
+        else:
+            groups, ramps = [{"params": list(self.parameters())}], [lambda step: min(1.0, (step + 1) / warmup)]
+        adam = torch.optim.Adam(groups, lr=float(optim["lr"]))
+        schedule = torch.optim.lr_scheduler.LambdaLR(adam, ramps)
         return {"optimizer": adam, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
