@@ -329,3 +329,16 @@ def test_cuda_codes_as_the_cpu_does() -> None:
     cpu, cuda = outputs["cpu"], outputs["cuda"]
     assert psnr_db(cuda[0][0].permute(1, 2, 0).numpy().astype(np.uint8), cpu[0][0].permute(1, 2, 0).numpy().astype(np.uint8)) > 50
     assert abs(cuda[1] - cpu[1]) / cpu[1] < 0.005
+
+
+def test_the_fused_kernels_inverse_transform_reads_no_scratch_it_did_not_write() -> None:
+    """The kernel's scratch comes from ``np.empty``: whatever it held (here NaN) must not reach the output.
+    (Its sums once started from ``scratch[0, 0] * 0``: NaN where the allocator handed back NaN bits, so the
+    bits of a few crops in ``sandwich bench proxy --codec hevc`` came out NaN.)"""
+    from sandwich.codecs.kernels.numba_hevc_intra import _transform
+
+    matrix = transform_matrix(8, False, torch.float64).numpy()
+    block = np.random.default_rng(0).normal(size=(8, 8))
+    scratch, out = np.full((8, 8), np.nan), np.full((8, 8), np.nan)
+    _transform(matrix, block, scratch, out, True, 0.0)
+    np.testing.assert_allclose(out, matrix.T @ block @ matrix, atol=1e-12)

@@ -33,27 +33,28 @@ from sandwich.codecs.quantize import CLIP_MARGIN
 
 
 @njit(**JIT)
-def _transform(matrix, block, tmp, out, inverse):  # pragma: no cover - compiled
-    """``out = M block Mᵀ`` (``inverse``: ``Mᵀ block M``) of one ``(s, s)`` block."""
+def _transform(matrix, block, tmp, out, inverse, zero):  # pragma: no cover - compiled
+    """``out = M block Mᵀ`` (``inverse``: ``Mᵀ block M``) of one ``(s, s)`` block; ``tmp`` is scratch, ``zero``
+    a zero of the dtype."""
     s = block.shape[0]
     for a in range(s):
         for b in range(s):
-            acc = tmp[0, 0] * 0
+            acc = zero
             for k in range(s):
                 acc += (matrix[k, a] if inverse else matrix[a, k]) * block[k, b]
             tmp[a, b] = acc
     for a in range(s):
         for b in range(s):
-            acc = tmp[0, 0] * 0
+            acc = zero
             for k in range(s):
                 acc += tmp[a, k] * (matrix[k, b] if inverse else matrix[b, k])
             out[a, b] = acc
 
 
 @njit(**{**JIT, "fastmath": {"contract", "reassoc"}})
-def _satd(target, pred, bias):  # pragma: no cover - compiled
+def _satd(target, pred, bias, zero):  # pragma: no cover - compiled
     """``Σ_k |target[k] - (pred[k] + bias[k])|`` (reassociated, so that it vectorises: the sum only ranks modes)."""
-    cost = target[0] * 0
+    cost = zero
     for k in range(target.shape[0]):
         cost += abs(target[k] - (pred[k] + bias[k]))
     return cost
@@ -113,7 +114,7 @@ def _code_images(first, last, target, step, maps, biases, matrix, consts, pre, d
                 for m in range(mode_n):
                     cost = zero
                     for p in range(planes):
-                        cost += _satd(target[n, i, j, p], pred[g, p, m * area : (m + 1) * area], biases[case, m * area : (m + 1) * area])
+                        cost += _satd(target[n, i, j, p], pred[g, p, m * area : (m + 1) * area], biases[case, m * area : (m + 1) * area], zero)
                     if m == 0 or cost < best_cost:
                         best, best_cost = m, cost
                 modes[n, i, j] = best
@@ -124,7 +125,7 @@ def _code_images(first, last, target, step, maps, biases, matrix, consts, pre, d
                         scaled[n, i, j, p, k] = u
                         level = np.sign(u) * np.floor(abs(u) + deadzone)
                         coef[k // s, k % s] = c + level * step[n]
-                    _transform(matrix, coef, tmp, samples, True)
+                    _transform(matrix, coef, tmp, samples, True, zero)
                     for y in range(s):
                         for x in range(s):
                             value = samples[y, x]
