@@ -391,12 +391,16 @@ class SandwichModule(L.LightningModule):
         warmup = max(int(optim["warmup_steps"]), 1)
         frozen = int(optim.get("pre_frozen_steps", 0))
         pre = list(self.pre.parameters())
+
+        def ramp(start: int) -> Callable[[int], float]:
+            return lambda step: min(1.0, max(0, step - start + 1) / warmup)
+
         if frozen and pre:  # the pre-processor in a group of its own, its warm-up from the step it starts
             held = {id(p) for p in pre}
             groups = [{"params": [p for p in self.parameters() if id(p) not in held]}, {"params": pre}]
-            ramps = [lambda step: min(1.0, (step + 1) / warmup), lambda step: min(1.0, max(0, step - frozen + 1) / warmup)]
+            ramps = [ramp(0), ramp(frozen)]
         else:
-            groups, ramps = [{"params": list(self.parameters())}], [lambda step: min(1.0, (step + 1) / warmup)]
+            groups, ramps = [{"params": list(self.parameters())}], [ramp(0)]
         adam = torch.optim.Adam(groups, lr=float(optim["lr"]))
         schedule = torch.optim.lr_scheduler.LambdaLR(adam, ramps)
         return {"optimizer": adam, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
