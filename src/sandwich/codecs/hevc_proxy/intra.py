@@ -29,9 +29,8 @@ from torch import Tensor
 
 from sandwich.codecs.hevc_proxy.modes import MID, prediction_maps
 from sandwich.codecs.hevc_proxy.transforms import deadzone_levels, forward_2d, inverse_2d, statistics, transform_matrix
-from sandwich.codecs.kernels.ops import FUSED_DTYPES, default_impl
+from sandwich.codecs.kernels.ops import default_impl, numba_applies
 from sandwich.codecs.quantize import round_samples
-from sandwich.errors import InputError
 
 
 @dataclass
@@ -174,11 +173,7 @@ def decisions(target: Tensor, step: Tensor, size: int, luma: bool, height: int, 
     :mod:`sandwich.codecs.kernels.ops`): ``auto`` and ``numba``: the fused numba kernel on float32 / float64 CPU
     tensors (:mod:`sandwich.codecs.kernels.numba_hevc_intra`); otherwise, and on every other device, the torch
     reference :func:`wavefront_decisions` (there is no Triton kernel of it)."""
-    impl = default_impl() if impl is None else impl
-    fused = target.device.type == "cpu" and target.dtype in FUSED_DTYPES
-    if impl == "numba" and not fused:
-        raise InputError(f"impl='numba' takes float32 and float64 CPU tensors, got {target.dtype} on {target.device}")
-    if impl in ("auto", "numba") and fused:
+    if numba_applies(default_impl() if impl is None else impl, target):
         from sandwich.codecs.kernels.numba_hevc_intra import decide
 
         maps, biases = coefficient_maps(size, luma, target.dtype, str(target.device))

@@ -123,13 +123,19 @@ def _torch_kernel(impl: str, name: str) -> Callable:
     return _compiled(name) if impl == "compiled" else getattr(reference, name)
 
 
+def numba_applies(impl: str, tensor: Tensor) -> bool:
+    """Whether kernel choice ``impl`` runs a numba kernel on ``tensor``: ``numba``, or ``auto`` on a float32 /
+    float64 CPU tensor. ``numba`` on any other tensor is an :class:`~sandwich.errors.InputError`."""
+    fused = tensor.device.type == "cpu" and tensor.dtype in FUSED_DTYPES
+    if impl == "numba" and not fused:
+        raise InputError(f"impl='numba' takes float32 and float64 CPU tensors, got {tensor.dtype} on {tensor.device}")
+    return impl == "numba" or (impl == "auto" and fused)
+
+
 def _default_kernel(impl: str, name: str, planes: Tensor) -> Callable:
     """Kernel for every device without its own registration (CPU): numba, torch, or Triton's interpreter."""
     _check_impl(impl)
-    cpu = planes.device.type == "cpu"
-    if impl == "numba" and not (cpu and planes.dtype in FUSED_DTYPES):
-        raise InputError(f"impl='numba' takes float32 and float64 CPU tensors, got {planes.dtype} on {planes.device}")
-    if impl == "numba" or (impl == "auto" and cpu and planes.dtype in FUSED_DTYPES):
+    if numba_applies(impl, planes):
         return getattr(_numba(), name)
     if impl == "triton":
         if planes.device.type != "cuda" and not interpreting():
