@@ -1,7 +1,8 @@
 """What the README relies on in training and reporting, checked against references that are not the code's:
 the EMA weights are what validation sees and what checkpoints hold (an EMA computed here from the raw
 weights of every step), the learning rate follows the warm-up formula, Lightning's SLURM auto-requeue is
-off under SLURM, and a report re-evaluates a model whose checkpoint changed."""
+off under SLURM, a report re-evaluates a model whose checkpoint changed, and a run started from another
+sandwich (init_from) starts from the weights in its file."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from PIL import Image
 
+from sandwich import pretrained
 from sandwich.config import compose
 from sandwich.data.samples import load_photo
+from sandwich.errors import InputError
 from sandwich.evaluate.family import run_report
 from sandwich.scenarios.registry import create_module
 from sandwich.training import build, quiet_lightning, train
@@ -157,3 +160,33 @@ def _psnr(result: dict) -> list[float]:
     """The PSNR curve of a one-model report's only model."""
     [model] = result["models"].values()
     return model["results"]["psnr-rgb"]
+
+
+def test_a_run_started_from_another_codecs_sandwich_trains_from_its_processors(tmp_path: Path) -> None:
+    """init_from=rgb_hevc (the pretrained x265 sandwich) on a JPEG run: training starts from the weights in the
+    packaged file, read here with torch.load, for every pre-/post-processor parameter; the codec stage keeps a
+    fresh JPEG run's state."""
+    quiet_lightning()
+    config = compose([
+        "experiment=rgb_jpeg420", *TINY, f"out_dir={tmp_path}", "trainer.max_steps=1", "data.batches_per_epoch=1",
+        "codec.val_knobs=[50]", "init_from=rgb_hevc",
+    ])
+    recorder = Recorder()
+    train(config, [recorder])
+    source = torch.load(Path(pretrained.__file__).parent / "rgb_hevc.pt", map_location="cpu", weights_only=True)["state_dict"]
+    processors = [k for k in recorder.initial if k.split(".")[0] in ("pre", "post")]
+    assert processors and all(torch.equal(recorder.initial[k], source[k]) for k in processors)
+    fresh = create_module(config).state_dict()
+    codec = [k for k in fresh if k.startswith("codec.")]
+    assert codec and all(torch.equal(recorder.initial[k], fresh[k]) for k in codec if k in recorder.initial)
+
+
+def test_a_sandwich_of_another_scenario_is_refused_as_a_start_before_anything_is_written(tmp_path: Path) -> None:
+    """A grayscale run from the RGB sandwich's processors (one input channel, not three), or from a file that is
+    not there: one line naming init_from, and no run folder."""
+    for source, needle in (("rgb_hevc", "do not fit this run's scenario and net"), (str(tmp_path / "none.ckpt"), "no such checkpoint")):
+        out = tmp_path / "run"
+        config = compose(["experiment=gray_jpeg", *TINY, f"out_dir={out}", f"init_from={source}"])
+        with pytest.raises(InputError, match=needle):
+            train(config)
+        assert not (out / "config.yaml").exists()

@@ -20,8 +20,10 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_only
 from torch.optim.swa_utils import get_ema_avg_fn
 
+from sandwich import pretrained
 from sandwich.data.datamodule import ShardDataModule
 from sandwich.errors import InputError
+from sandwich.evaluate.checkpoint import model_file, read_checkpoint
 from sandwich.files import write_text
 from sandwich.registry import Registry
 from sandwich.scenarios.base import SandwichModule
@@ -120,6 +122,35 @@ def build(config: dict[str, Any], extra_callbacks: Sequence[Callback] = ()) -> t
     return module, data, trainer
 
 
+def start_from(module: SandwichModule, source: str) -> None:
+    """Set ``module``'s pre- and post-processors to another trained sandwich's (``init_from``): a pretrained
+    model's name (``sandwich models``), a checkpoint file or a W&B model artifact. The codec stage keeps its
+    own state (its proxy's rate model, from this run's config), so a sandwich trained over one codec can
+    start a run over another (e.g. ``rgb_hevc``'s processors over AV1); the processors are the checkpoint's
+    ``state_dict`` (its weights' moving average, where the run kept one).
+
+    Raises:
+        InputError: the source is missing or not a sandwich checkpoint, or its processors were built for
+            another scenario or net (their names, channels or shapes differ from this run's).
+    """
+    try:
+        path, _ = model_file(model=source) if source in pretrained.names() else model_file(ckpt=source)
+        checkpoint = read_checkpoint(path)
+    except InputError as exc:
+        raise InputError(f"init_from: {exc}") from None
+    if "sandwich_config" not in checkpoint or "state_dict" not in checkpoint:
+        raise InputError(f"init_from={source}: not a sandwich checkpoint (no sandwich_config / state_dict)")
+    processors = {key: value for key, value in checkpoint["state_dict"].items() if key.split(".", 1)[0] in ("pre", "post")}
+    own = {key for key in module.state_dict() if key.split(".", 1)[0] in ("pre", "post")}
+    if set(processors) != own:
+        differ = sorted(set(processors) ^ own)
+        raise InputError(f"init_from={source}: its processors do not fit this run's scenario and net ({len(differ)} weights differ, e.g. {differ[0]})")
+    try:
+        module.load_state_dict(processors, strict=False)
+    except RuntimeError as exc:
+        raise InputError(f"init_from={source}: its processors do not fit this run's scenario and net ({str(exc).splitlines()[-1].strip()})") from None
+
+
 @rank_zero_only
 def _write_config(out_dir: Path, config: dict[str, Any], resume: bool, last: Path) -> None:
     """The run folder's ``config.yaml``, ``git.txt``, ``git.diff`` and ``packages.txt`` (and a note when
@@ -142,6 +173,8 @@ def train(config: dict[str, Any], extra_callbacks: Sequence[Callback] = ()) -> P
     out_dir = Path(config["out_dir"])
     last = out_dir / "checkpoints" / "last.ckpt"
     resume = config["resume"] and last.is_file()
+    if config["init_from"] is not None and not resume:
+        start_from(module, str(config["init_from"]))
     _write_config(out_dir, config, resume, last)
     trainer.fit(module, datamodule=data, ckpt_path=last if resume else None)
     trainer.save_checkpoint(last)  # a collective: every rank calls it, rank 0 writes
