@@ -190,3 +190,11 @@ def test_a_sandwich_of_another_scenario_is_refused_as_a_start_before_anything_is
         with pytest.raises(InputError, match=needle):
             train(config)
         assert not (out / "config.yaml").exists()
+
+
+def test_an_unknown_kernel_choice_is_refused_before_anything_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SANDWICH_KERNELS=bogus: one line naming the variable, and no run folder (the proxy reads it only later)."""
+    monkeypatch.setenv("SANDWICH_KERNELS", "bogus")
+    with pytest.raises(InputError, match="SANDWICH_KERNELS='bogus' not one of"):
+        train(compose(["experiment=rgb_jpeg420", *TINY, f"out_dir={tmp_path / 'run'}"]))
+    assert not (tmp_path / "run").exists()

@@ -21,6 +21,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.optim.swa_utils import get_ema_avg_fn
 
 from sandwich import pretrained
+from sandwich.codecs.kernels.ops import default_impl
 from sandwich.data.datamodule import ShardDataModule
 from sandwich.errors import InputError
 from sandwich.evaluate.checkpoint import model_file, read_checkpoint
@@ -87,6 +88,7 @@ def _check(config: dict[str, Any]) -> None:
         raise InputError(f"config: ema_decay={config['ema_decay']} must be in (0, 1) or null")
     if config["checkpoint_every"] < 1:
         raise InputError(f"config: checkpoint_every={config['checkpoint_every']} must be >= 1")
+    default_impl()  # a wrong SANDWICH_KERNELS is refused here, not at the first proxy call after the run folder is written
 
 
 def build(config: dict[str, Any], extra_callbacks: Sequence[Callback] = ()) -> tuple[SandwichModule, ShardDataModule, L.Trainer]:
