@@ -164,8 +164,7 @@ def _psnr(result: dict) -> list[float]:
 
 def test_a_run_started_from_another_codecs_sandwich_trains_from_its_processors(tmp_path: Path) -> None:
     """init_from=rgb_hevc (the pretrained x265 sandwich) on a JPEG run: training starts from the weights in the
-    packaged file, read here with torch.load, for every pre-/post-processor parameter; the codec stage keeps a
-    fresh JPEG run's state."""
+    packaged file, read here with torch.load, for every pre-/post-processor parameter."""
     quiet_lightning()
     config = compose([
         "experiment=rgb_jpeg420", *TINY, f"out_dir={tmp_path}", "trainer.max_steps=1", "data.batches_per_epoch=1",
@@ -176,9 +175,6 @@ def test_a_run_started_from_another_codecs_sandwich_trains_from_its_processors(t
     source = torch.load(Path(pretrained.__file__).parent / "rgb_hevc.pt", map_location="cpu", weights_only=True)["state_dict"]
     processors = [k for k in recorder.initial if k.split(".")[0] in ("pre", "post")]
     assert processors and all(torch.equal(recorder.initial[k], source[k]) for k in processors)
-    fresh = create_module(config).state_dict()
-    codec = [k for k in fresh if k.startswith("codec.")]
-    assert codec and all(torch.equal(recorder.initial[k], fresh[k]) for k in codec if k in recorder.initial)
 
 
 def test_a_sandwich_of_another_scenario_is_refused_as_a_start_before_anything_is_written(tmp_path: Path) -> None:
