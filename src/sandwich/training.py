@@ -140,8 +140,6 @@ def start_from(module: SandwichModule, source: str) -> None:
         checkpoint = read_checkpoint(path)
     except InputError as exc:
         raise InputError(f"init_from: {exc}") from None
-    if "sandwich_config" not in checkpoint or "state_dict" not in checkpoint:
-        raise InputError(f"init_from={source}: not a sandwich checkpoint (no sandwich_config / state_dict)")
     processors = {key: value for key, value in checkpoint["state_dict"].items() if key.split(".", 1)[0] in ("pre", "post")}
     own = {key for key in module.state_dict() if key.split(".", 1)[0] in ("pre", "post")}
     if set(processors) != own:

@@ -32,7 +32,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
     Raises:
         InputError: the file is missing or not a readable checkpoint, or its pickle asks for a global
-            (a function or class) outside the weights-only set; the message names it.
+            (a function or class) outside the weights-only set (the message names it), or it holds no
+            ``sandwich_config`` and ``state_dict`` (not written by ``sandwich train`` or ``sandwich models``).
     """
     path = Path(path)
     if not path.is_file():
@@ -45,7 +46,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise InputError(f"{path}: refused: its pickle asks for {what}, which a checkpoint of weights and a configuration never needs (it could run code)") from None
     except Exception as exc:  # torch raises many types for non-checkpoint files
         raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
-    if not isinstance(checkpoint, dict):
+    if not isinstance(checkpoint, dict) or "sandwich_config" not in checkpoint or "state_dict" not in checkpoint:
         raise InputError(f"{path}: not a sandwich checkpoint (no sandwich_config / state_dict)")
     return checkpoint
 
@@ -59,8 +60,6 @@ def load_module(path: str | Path) -> SandwichModule:
             by an older version), or its weights do not fit the configuration it carries.
     """
     checkpoint = read_checkpoint(path)
-    if "sandwich_config" not in checkpoint or "state_dict" not in checkpoint:
-        raise InputError(f"{path}: not a sandwich checkpoint (no sandwich_config / state_dict)")
     try:
         module = create_module(upgrade(checkpoint["sandwich_config"]))
     except KeyError as exc:
