@@ -139,17 +139,22 @@ def test_closed_loop_coding_and_its_gradient_equal_a_sequential_autograd_referen
         torch.testing.assert_close(y.grad, x.grad, rtol=1e-9, atol=1e-9)
 
 
-def test_the_fused_kernel_decides_as_the_torch_wavefronts_do() -> None:
-    """Float64, every transform size, luma and chroma, on photo planes: the numba kernel's modes and levels
-    equal the torch reference's, and 99.9 % of the decoded samples (their sums run in different orders,
-    so a sample on a rounding tie, x.5, not rare for integer inputs, may fall the other way)."""
+cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (run by `make gpu-check` on a GPU)")
+
+
+@pytest.mark.parametrize(("device", "impl"), [("cpu", "numba"), pytest.param("cuda", "triton", marks=cuda_only)])
+def test_the_fused_kernel_decides_as_the_torch_wavefronts_do(device: str, impl: str) -> None:
+    """Float64, every transform size, luma and chroma, on photo planes: the fused kernel's modes and levels
+    (numba on the CPU, Triton on CUDA) equal the torch reference's, and 99.9 % of the decoded samples (their
+    sums run in different orders, so a sample on a rounding tie, x.5, not rare for integer inputs, may fall
+    the other way)."""
     rgb = _crop("sporco/monarch", side=64).astype(np.float64)
-    channels = torch.from_numpy(rgb).permute(2, 0, 1)[None]
+    channels = torch.from_numpy(rgb).permute(2, 0, 1)[None].to(device)
     for size, luma, planes in ((4, True, channels[:, :1]), (8, True, channels[:, 1:2]), (16, False, channels[:, 1:]), (32, True, channels[:, 2:])):
         blocks = planes.view(1, planes.shape[1], 64 // size, size, 64 // size, size).permute(2, 4, 0, 1, 3, 5)
-        matrix = transform_matrix(size, luma and size == 4, torch.float64)
-        target, step = matrix @ blocks @ matrix.T, torch.tensor([6.0], dtype=torch.float64)
-        fused = decisions(target, step, size, luma, 64, 64, impl="numba")
+        matrix = transform_matrix(size, luma and size == 4, torch.float64, device)
+        target, step = matrix @ blocks @ matrix.T, torch.tensor([6.0], dtype=torch.float64, device=device)
+        fused = decisions(target, step, size, luma, 64, 64, impl=impl)
         torch_ = decisions(target, step, size, luma, 64, 64, impl="reference")
         assert torch.equal(fused[2], torch_[2]), size
         assert torch.equal(deadzone_levels(fused[1]), deadzone_levels(torch_[1])), size
@@ -310,16 +315,23 @@ def test_bad_input_is_refused() -> None:
         hevc_intra_proxy(torch.rand(1, 3, 32, 32), torch.tensor([30.0]), "420", HevcRate(), sizes=(64,))
     with pytest.raises(InputError, match="impl='numba'"):
         code_size(torch.rand(1, 1, 8, 8, dtype=torch.bfloat16), 4, torch.tensor([8.0]), luma=True, impl="numba")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("TRITON_INTERPRET", raising=False)
+        with pytest.raises(InputError, match="TRITON_INTERPRET"):
+            code_size(torch.rand(1, 1, 8, 8), 4, torch.tensor([8.0]), luma=True, impl="triton")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (run by `make gpu-check` on a GPU)")
-def test_cuda_codes_as_the_cpu_does() -> None:
-    """The same photo crop on CUDA and on the CPU, float64: the decodes agree to 50 dB (a mode decision between
-    two equally costly modes may fall differently) and the bits to 0.5 %; gradients reach the input."""
+@cuda_only
+@pytest.mark.parametrize("kernels", ["auto", "triton"])
+def test_cuda_codes_as_the_cpu_does(kernels: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same photo crop on CUDA (its decisions by the torch wavefronts, ``auto``, or the Triton kernel) and
+    on the CPU (numba), float64: the decodes agree to 50 dB (a mode decision between two equally costly modes
+    may fall differently) and the bits to 0.5 %; gradients reach the input."""
     rgb = _crop("sporco/monarch", side=64)
     rate = HevcRate()
     outputs = {}
     for device in ("cpu", "cuda"):
+        monkeypatch.setenv("SANDWICH_KERNELS", kernels if device == "cuda" else "auto")
         x = _batch(rgb, torch.float64).to(device).requires_grad_(True)
         out = hevc_intra_proxy(x, torch.tensor([30.0]), "420", rate.to(device))
         bits = rate(out.features)

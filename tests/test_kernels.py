@@ -311,6 +311,24 @@ def test_interpreted_triton_kernels_match_reference(interpret_report: dict, bloc
                 assert err["rel"] < REL_TOL[dtype], (kernel, output, case)
 
 
+# float32: sums in another order, a few ulps of the samples' range; the decisions themselves agree exactly
+# (on these integer planes no two modes' costs are within float32 rounding of each other)
+HEVC_PRE_TOL = {"float64": 1e-12, "float32": 1e-5}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("size", BLOCKS)
+def test_interpreted_triton_hevc_decisions_match_the_torch_wavefronts(interpret_report: dict, size: int, dtype: str) -> None:
+    """The HEVC-intra proxy's Triton decisions against the torch reference: every block's mode, every level,
+    and the decoded samples before rounding (``interpret_check.HEVC_CASES``: two images with their own steps,
+    luma with the DST-VII at 4x4, two chroma planes sharing their modes at 8x8)."""
+    (case,) = [c for c in interpret_report["hevc_cases"] if c["size"] == size and c["dtype"] == dtype]
+    errors = case["errors"]
+    assert errors["modes_differing"] == 0 and errors["levels_differing"] == 0, case
+    assert errors["pre"]["rel"] < HEVC_PRE_TOL[dtype] and errors["samples_agree"] == 1.0, case
+
+
 @pytest.mark.slow
 def test_interpreted_triton_ops_pass_opcheck(interpret_report: dict) -> None:
     for op, results in interpret_report["opcheck"].items():
@@ -349,6 +367,34 @@ def test_triton_kernels_compile_for_sm90_without_a_gpu(block: int) -> None:
                 pytest.skip(f"no ptxas: {exc}")
             raise
         assert compiled.asm["cubin"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", BLOCKS)
+def test_triton_hevc_decisions_compile_for_sm90_without_a_gpu(size: int) -> None:
+    """The HEVC decisions kernel, ahead of time for an H100 (no device needed), float32 and float64, one plane
+    and two: a kernel the interpreter accepts but the compiler rejects fails here."""
+    if ops.interpreting():
+        pytest.skip("TRITON_INTERPRET=1 in this process: the kernels are interpreted, not compiled")
+    triton = pytest.importorskip("triton")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from sandwich.codecs.hevc_proxy.modes import MODES
+    from sandwich.codecs.kernels import triton_hevc_intra as th
+
+    for dtype in ("fp32", "fp64"):
+        for planes in (1, 2):
+            constexprs = dict(S=size, P=planes, PP=triton.next_power_of_2(planes), CHUNK=th.chunk_size(size, planes, MODES))
+            pointer = lambda name: "*i64" if name == "modes_ptr" else f"*{dtype}"  # noqa: E731
+            signature = {a: "constexpr" if a in constexprs else pointer(a) if a.endswith("_ptr") else "i32" for a in th.decide_kernel.arg_names}
+            try:
+                compiled = triton.compile(ASTSource(fn=th.decide_kernel, signature=signature, constexprs=constexprs), target=GPUTarget("cuda", 90, 32))
+            except RuntimeError as exc:
+                if "ptxas" in str(exc).lower() and "not found" in str(exc).lower():
+                    pytest.skip(f"no ptxas: {exc}")
+                raise
+            assert compiled.asm["cubin"], (dtype, planes)
 
 
 # ------------------------------------------------------------------------------------------- CUDA tests

@@ -5,9 +5,11 @@ CPU at a token size, in well under a minute, and lists each part it skipped and 
 
 1. ``tests``: the CUDA tests (``pytest tests/test_kernels.py tests/test_hevc_proxy.py -k cuda``: the Triton
    kernels compiled for float32 and float64 against the torch reference, CUDA dispatch, the JPEG proxy and
-   the HEVC-intra proxy on the GPU against the CPU): passed, failed and skipped counts.
+   the HEVC-intra proxy on the GPU against the CPU, its Triton decisions against the torch wavefronts):
+   passed, failed and skipped counts.
 2. ``kernels``: ``sandwich bench kernels`` on the GPU: each Triton kernel's bandwidth as a fraction of a
-   device copy, and the speed-up over the eager composition (the CPU figures at a small shape beside them).
+   device copy, the speed-up over the eager composition, and the HEVC-intra proxy's step with its decisions
+   by the torch wavefronts and by the Triton kernel (the CPU figures at a small shape beside them).
 3. ``train``: ``sandwich bench train`` of ``rgb_jpeg420``, ``sr2_jpeg`` and ``lpips_jpeg`` (the last needs
    ``sandwich weights lpips``), each in float32 and under bfloat16 autocast: images/s, the step's split,
    the proxy's share, Lightning's overhead over a bare loop.

@@ -46,7 +46,11 @@ Triton kernel's achieved bandwidth (its bytes read + written over its time) as a
 copy of a tensor of the same size (``gpu_copy_fraction``; goal >= 0.7), and forward + backward of the
 op with Triton against the eager composition and against the torch kernel on the GPU
 (``speedup_vs_eager_composite``; goal >= 10). The DC kernels move only ``1/b^2`` of the data: their
-fractions are reported but are launch-bound. Without CUDA these figures are null and ``gpu_note``
+fractions are reported but are launch-bound. And the HEVC-intra proxy (4:2:0, every transform size)
+forward + backward on a training batch (``--hevc-shape``, default 8x3x64x64) with its closed-loop decisions
+by the torch wavefronts (``auto`` on CUDA) and by the Triton kernel (``SANDWICH_KERNELS=triton``):
+``gpu_hevc_wavefronts_ms``, ``gpu_hevc_triton_ms`` and ``gpu_hevc_triton_speedup`` (above 1: the Triton
+kernel should become ``auto``'s choice on CUDA). Without CUDA these figures are null and ``gpu_note``
 says that they were not measured.
 
 Measured on the 2-core development machine (2 threads, ``--repeats 9``, no GPU; a slow spell of the
@@ -86,6 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (median reported; default 5)")
     parser.add_argument("--cpu-shape", type=int, nargs=4, default=[8, 1, 1024, 1024], metavar=("N", "C", "H", "W"),
                         help="planes for the CPU op figures (default 8 1 1024 1024)")  # fmt: skip
+    parser.add_argument("--hevc-shape", type=int, nargs=3, default=[8, 64, 64], metavar=("N", "H", "W"),
+                        help="RGB batch for the HEVC proxy's GPU figures (default 8 64 64)")  # fmt: skip
     parser.add_argument("--proxy-shape", type=int, nargs=3, default=[8, 256, 256], metavar=("N", "H", "W"),
                         help="RGB batch for the full-proxy figures (default 8 256 256)")  # fmt: skip
     parser.add_argument("--gpu-shape", type=int, nargs=4, default=[64, 1, 1024, 1024], metavar=("N", "C", "H", "W"),
@@ -328,6 +334,27 @@ def measure_gpu(shape: list[int], repeats: int, device: str = "cuda") -> dict:
     }
 
 
+def measure_gpu_hevc(shape: list[int], repeats: int, device: str = "cuda") -> dict:
+    """Forward + backward of the HEVC-intra proxy (4:2:0) on CUDA, its decisions by the torch wavefronts
+    and by the Triton kernel (float32, ``shape`` = N, H, W of the RGB batch)."""
+    from sandwich.codecs.hevc_proxy.proxy import HevcIntraProxy
+
+    n, h, w = shape
+    gen = torch.Generator(device=device).manual_seed(0)
+    x = torch.rand(n, 3, h, w, generator=gen, device=device).requires_grad_(True)
+    level = torch.linspace(-3.0, 1.5, n, device=device)
+    grads = [torch.randn(x.shape, generator=gen, device=device), torch.randn(n, generator=gen, device=device)]
+    proxies = {impl: HevcIntraProxy("420", impl=impl).to(device) for impl in ("auto", "triton")}
+
+    def step(impl: str) -> None:
+        x.grad = None
+        torch.autograd.backward(list(proxies[impl](x, level)), grads)
+
+    ms = {impl: _gpu_seconds(lambda impl=impl: step(impl), repeats) * 1e3 for impl in proxies}
+    return {"gpu_hevc_shape": f"{n}x3x{h}x{w}", "gpu_hevc_wavefronts_ms": ms["auto"], "gpu_hevc_triton_ms": ms["triton"],
+            "gpu_hevc_triton_speedup": ms["auto"] / ms["triton"]}  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> dict:
     """Run the benchmark, print its table and figures, write JSON; returns the report."""
     if args.repeats < 1:
@@ -336,7 +363,7 @@ def run(args: argparse.Namespace) -> dict:
         if args.threads < 1:
             raise InputError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    if min(args.cpu_shape) < 1 or min(args.proxy_shape) < 1 or min(args.gpu_shape) < 1:
+    if min(args.cpu_shape) < 1 or min(args.proxy_shape) < 1 or min(args.gpu_shape) < 1 or min(args.hevc_shape) < 1:
         raise InputError("shapes must be positive")
     report: dict = {"benchmark": "kernels", "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
     report.update(measure_cpu_op(args.cpu_shape, args.repeats, not args.no_compile))
@@ -346,6 +373,7 @@ def run(args: argparse.Namespace) -> dict:
         report.update(measure_interpret())
     if torch.cuda.is_available():
         report.update(measure_gpu(args.gpu_shape, args.repeats))
+        report.update(measure_gpu_hevc(args.hevc_shape, args.repeats))
         report["gpu_note"] = "measured"
     else:
         report.update({"gpu_device": None, "gpu_kernels": None, "gpu_min_copy_fraction_main_kernels": None, "speedup_vs_eager_composite": None})

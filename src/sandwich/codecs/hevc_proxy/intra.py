@@ -10,12 +10,13 @@ luma's).
 Two passes. The *decisions* (no autograd): the blocks coded one after another, each from its
 neighbours' decoded samples: every mode's predicted coefficients, the choice, the dead-zone levels,
 the inverse transform. On the CPU a fused numba kernel (:mod:`sandwich.codecs.kernels.numba_hevc_intra`)
-does it block by block; the torch reference (:func:`wavefront_decisions`, every device) codes the
-blocks of one anti-diagonal of the block grid (``i + j = t``, which depend only on earlier diagonals)
-together: ``R + C - 1`` batched steps for an ``R x C`` grid. Then the *gradient*, one batched pass over
-every block (:func:`code_size`): the values are the decisions', and the chosen mode's linear map carries
-the gradient of the rate statistics to the references. The rate statistics are taken from the levels
-of the whole grid.
+does it block by block, and so does a fused Triton kernel on CUDA when asked for
+(:mod:`sandwich.codecs.kernels.triton_hevc_intra`, ``SANDWICH_KERNELS=triton``); the torch reference
+(:func:`wavefront_decisions`, every device) codes the blocks of one anti-diagonal of the block grid
+(``i + j = t``, which depend only on earlier diagonals) together: ``R + C - 1`` batched steps for an
+``R x C`` grid. Then the *gradient*, one batched pass over every block (:func:`code_size`): the values are
+the decisions', and the chosen mode's linear map carries the gradient of the rate statistics to the
+references. The rate statistics are taken from the levels of the whole grid.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from torch import Tensor
 
 from sandwich.codecs.hevc_proxy.modes import MID, prediction_maps
 from sandwich.codecs.hevc_proxy.transforms import deadzone_levels, forward_2d, inverse_2d, statistics, transform_matrix
-from sandwich.codecs.kernels.ops import default_impl, numba_applies
+from sandwich.codecs.kernels.ops import default_impl, numba_applies, triton_applies
 from sandwich.codecs.quantize import round_samples
 
 
@@ -171,15 +172,19 @@ def _availability(rows_n: int, cols_n: int, device: torch.device) -> Tensor:
 def decisions(target: Tensor, step: Tensor, size: int, luma: bool, height: int, width: int, impl: str | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """The closed-loop decisions by the kernel ``impl`` selects (``SANDWICH_KERNELS`` when None, see
     :mod:`sandwich.codecs.kernels.ops`): ``auto`` and ``numba``: the fused numba kernel on float32 / float64 CPU
-    tensors (:mod:`sandwich.codecs.kernels.numba_hevc_intra`); otherwise, and on every other device, the torch
-    reference :func:`wavefront_decisions` (there is no Triton kernel of it)."""
-    if numba_applies(default_impl() if impl is None else impl, target):
+    tensors (:mod:`sandwich.codecs.kernels.numba_hevc_intra`); ``triton``: the fused Triton kernel
+    (:mod:`sandwich.codecs.kernels.triton_hevc_intra`; CUDA, or the CPU under ``TRITON_INTERPRET=1``);
+    otherwise, and ``auto`` on every other device, the torch reference :func:`wavefront_decisions`."""
+    impl = default_impl() if impl is None else impl
+    if numba_applies(impl, target):
         from sandwich.codecs.kernels.numba_hevc_intra import decide
-
-        maps, biases = coefficient_maps(size, luma, target.dtype, str(target.device))
-        matrix = transform_matrix(size, uses_dst(size, luma), target.dtype, target.device)
-        return decide(target, step, maps, biases, matrix, height, width)
-    return wavefront_decisions(target, step, size, luma, height, width)
+    elif triton_applies(impl, target):
+        from sandwich.codecs.kernels.triton_hevc_intra import decide
+    else:
+        return wavefront_decisions(target, step, size, luma, height, width)
+    maps, biases = coefficient_maps(size, luma, target.dtype, str(target.device))
+    matrix = transform_matrix(size, uses_dst(size, luma), target.dtype, target.device)
+    return decide(target, step, maps, biases, matrix, height, width)
 
 
 def code_size(planes: Tensor, size: int, step: Tensor, luma: bool, intra: bool = True, impl: str | None = None) -> SizeCoding:

@@ -10,6 +10,8 @@
   colour stages around the op (RGB -> centred planes, reconstructions -> RGB);
 * :mod:`~sandwich.codecs.kernels.numba_hevc_intra` - the fused CPU kernel (numba) of the HEVC-intra proxy's
   closed-loop decisions (:mod:`sandwich.codecs.hevc_proxy.intra`; elsewhere its torch reference runs);
+* :mod:`~sandwich.codecs.kernels.triton_hevc_intra` - the fused Triton kernel of the same decisions (CUDA, on
+  request: ``SANDWICH_KERNELS=triton``; CPU only under ``TRITON_INTERPRET=1``);
 * :mod:`~sandwich.codecs.kernels.numba_runtime` - the numba kernels' shared compile options and threads;
 * :mod:`~sandwich.codecs.kernels.triton_blockcodec` - the fused Triton kernels (CUDA; CPU only under
   ``TRITON_INTERPRET=1``); imported on first use, so importing sandwich does not import Triton;

@@ -19,6 +19,14 @@ outputs are compared with the reference's; per output the report gives ``abs`` (
 * ``op_autograd``: ``transform_quantize(impl="triton")`` through autograd against ``impl="reference"``
   (the op registration, autograd rule and noise plumbing end to end).
 
+The HEVC-intra proxy's decisions (:mod:`~sandwich.codecs.kernels.triton_hevc_intra`) against the torch
+wavefronts (:func:`~sandwich.codecs.hevc_proxy.intra.wavefront_decisions`), per block size and dtype, on
+integer planes of two images with their own steps (:data:`HEVC_CASES`: luma with the DST-VII, two chroma
+planes sharing a mode, blocks at the picture's edges and inside): ``hevc_cases`` gives per case the
+samples before rounding (``pre``: ``abs``, ``rel``), the count of blocks whose mode differs
+(``modes_differing``), of levels that differ (``levels_differing``), and the share of rounded samples
+that agree (``samples_agree``); ``max_abs_err[dtype]["hevc_decisions"]`` the largest ``pre`` error.
+
 With ``--opcheck`` it also runs :func:`torch.library.opcheck` on both ops with ``impl="triton"``.
 """
 
@@ -34,6 +42,9 @@ import torch
 
 BLOCKS = (4, 8, 16, 32)
 KERNEL_NAMES = ("forward_kernel", "dc_forward_kernel", "dc_backward_kernel", "backward_kernel", "op_autograd")
+# size -> (luma, (N, P, H, W)); the interpreter runs each reference of each block as a few numpy calls, so
+# the pictures are small: 2 x 2 blocks or more, except 32 (1 x 2 blocks, ~10 s)
+HEVC_CASES = {4: (True, (2, 1, 12, 16)), 8: (False, (2, 2, 16, 24)), 16: (True, (2, 1, 32, 32)), 32: (True, (1, 1, 32, 64))}
 
 
 def _cases(blocks: tuple[int, ...], dtypes: tuple[str, ...]) -> list[dict]:
@@ -114,6 +125,28 @@ def check_case(case: dict) -> dict[str, dict[str, dict[str, float]]]:
     return errors
 
 
+def check_hevc_case(size: int, dtype: str) -> dict:
+    """The Triton decisions against the torch wavefronts on one case of :data:`HEVC_CASES` (module doc)."""
+    from sandwich.codecs.hevc_proxy.intra import decisions, uses_dst
+    from sandwich.codecs.hevc_proxy.transforms import deadzone_levels, forward_2d, transform_matrix
+    from sandwich.codecs.quantize import round_samples
+
+    luma, (n, p, h, w) = HEVC_CASES[size]
+    gen = torch.Generator().manual_seed(size)
+    planes = torch.randint(0, 256, (n, p, h, w), generator=gen).to(getattr(torch, dtype))
+    blocks = planes.view(n, p, h // size, size, w // size, size).permute(2, 4, 0, 1, 3, 5)
+    target = forward_2d(blocks, transform_matrix(size, uses_dst(size, luma), planes.dtype))
+    step = torch.tensor([5.0, 13.0][:n], dtype=planes.dtype)
+    pre, scaled, modes = decisions(target, step, size, luma, h, w, impl="triton")
+    ref_pre, ref_scaled, ref_modes = decisions(target, step, size, luma, h, w, impl="reference")
+    return {
+        "pre": _err(pre, ref_pre),
+        "modes_differing": int((modes != ref_modes).sum()),
+        "levels_differing": int((deadzone_levels(scaled) != deadzone_levels(ref_scaled)).sum()),
+        "samples_agree": float((round_samples(pre) == round_samples(ref_pre)).double().mean()),
+    }
+
+
 def opcheck(dtype: str = "float64") -> dict[str, dict[str, str]]:
     """:func:`torch.library.opcheck` on both ops with ``impl="triton"`` (float64, odd size, noise)."""
     case = dict(block=8, dtype=dtype, shape=(2, 1, 13, 11), step="per_image_table", quantizer="noise")
@@ -143,7 +176,14 @@ def check(blocks: tuple[int, ...] = BLOCKS, dtypes: tuple[str, ...] = ("float64"
             kernel: max(out["abs"] for case in cases if case["dtype"] == dtype for out in case["errors"][kernel].values())
             for kernel in KERNEL_NAMES
         }
-    report = {"cases": cases, "max_abs_err": max_abs}
+    hevc_cases = [
+        {"size": size, "luma": HEVC_CASES[size][0], "shape": HEVC_CASES[size][1], "dtype": dtype, "errors": check_hevc_case(size, dtype)}
+        for dtype in dtypes
+        for size in blocks
+    ]
+    for dtype in dtypes:
+        max_abs[dtype]["hevc_decisions"] = max(c["errors"]["pre"]["abs"] for c in hevc_cases if c["dtype"] == dtype)
+    report = {"cases": cases, "hevc_cases": hevc_cases, "max_abs_err": max_abs}
     if with_opcheck:
         report["opcheck"] = opcheck()
     return report

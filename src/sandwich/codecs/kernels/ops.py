@@ -39,7 +39,9 @@ from its own ``impl`` argument or else from the environment variable ``SANDWICH_
 
 The HEVC-intra proxy's closed-loop decisions read the same variable
 (:func:`sandwich.codecs.hevc_proxy.intra.decisions`): ``auto`` and ``numba`` run the fused numba kernel on
-float32 / float64 CPU tensors, every other value and device the torch reference (no Triton kernel yet).
+float32 / float64 CPU tensors; ``triton`` its Triton kernel (CUDA, or the interpreter); every other value,
+and ``auto`` on CUDA, the torch reference (its batched wavefronts; the Triton kernel codes an image's blocks
+one after another, and no GPU has yet measured which is faster: ``sandwich bench kernels`` times both).
 
 The variable is read when ``transform_quantize`` runs; under ``torch.compile`` it is read once, at
 tracing, and baked into the compiled graph.
@@ -132,16 +134,25 @@ def numba_applies(impl: str, tensor: Tensor) -> bool:
     return impl == "numba" or (impl == "auto" and fused)
 
 
+def triton_applies(impl: str, tensor: Tensor) -> bool:
+    """Whether kernel choice ``impl`` asks for a Triton kernel (``triton``) and it can run on ``tensor``: a
+    float32 / float64 tensor on CUDA, or on the CPU under ``TRITON_INTERPRET=1``; ``triton`` on any other
+    tensor is an :class:`~sandwich.errors.InputError`."""
+    if impl != "triton":
+        return False
+    if tensor.device.type != "cuda" and not interpreting():
+        raise InputError("impl='triton' on CPU tensors needs TRITON_INTERPRET=1 (Triton's interpreter)")
+    if tensor.dtype not in FUSED_DTYPES:
+        raise InputError(f"impl='triton' supports float32 and float64, got {tensor.dtype}")
+    return True
+
+
 def _default_kernel(impl: str, name: str, planes: Tensor) -> Callable:
     """Kernel for every device without its own registration (CPU): numba, torch, or Triton's interpreter."""
     _check_impl(impl)
     if numba_applies(impl, planes):
         return getattr(_numba(), name)
-    if impl == "triton":
-        if planes.device.type != "cuda" and not interpreting():
-            raise InputError("impl='triton' on CPU tensors needs TRITON_INTERPRET=1 (Triton's interpreter)")
-        if planes.dtype not in FUSED_DTYPES:
-            raise InputError(f"impl='triton' supports float32 and float64, got {planes.dtype}")
+    if triton_applies(impl, planes):
         return getattr(_triton(), name)
     return _torch_kernel(impl, name)
 
