@@ -235,7 +235,7 @@ def test_kernel_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(InputError, match="TRITON_INTERPRET"):
         transform_quantize(planes, step, impl="triton")
-    with pytest.raises(InputError, match="kernel choice"):
+    with pytest.raises(InputError, match="kernels 'cuda' not one of"):
         transform_quantize(planes, step, impl="cuda")
 
 

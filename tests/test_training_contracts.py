@@ -189,8 +189,14 @@ def test_a_sandwich_of_another_scenario_is_refused_as_a_start_before_anything_is
 
 
 def test_an_unknown_kernel_choice_is_refused_before_anything_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """SANDWICH_KERNELS=bogus: one line naming the variable, and no run folder (the proxy reads it only later)."""
+    """SANDWICH_KERNELS=bogus, or a proxy's ``kernels`` key: one line naming it, and no run folder (the proxy
+    reads the variable only later)."""
     monkeypatch.setenv("SANDWICH_KERNELS", "bogus")
     with pytest.raises(InputError, match="SANDWICH_KERNELS='bogus' not one of"):
         train(compose(["experiment=rgb_jpeg420", *TINY, f"out_dir={tmp_path / 'run'}"]))
     assert not (tmp_path / "run").exists()
+    monkeypatch.delenv("SANDWICH_KERNELS")
+    for experiment, proxy in (("rgb_jpeg420", "jpeg"), ("rgb_hevc", "hevc")):  # the codec.proxy.kernels key of each proxy
+        with pytest.raises(InputError, match=f"{proxy} proxy: kernels 'bogus' not one of"):
+            train(compose([f"experiment={experiment}", *TINY, "codec.proxy.kernels=bogus", f"out_dir={tmp_path / 'run'}"]))
+        assert not (tmp_path / "run").exists()

@@ -344,7 +344,7 @@ def measure_gpu_hevc(shape: list[int], repeats: int, device: str = "cuda") -> di
     x = torch.rand(n, 3, h, w, generator=gen, device=device).requires_grad_(True)
     level = torch.linspace(-3.0, 1.5, n, device=device)
     grads = [torch.randn(x.shape, generator=gen, device=device), torch.randn(n, generator=gen, device=device)]
-    proxies = {impl: HevcIntraProxy("420", impl=impl).to(device) for impl in ("auto", "triton")}
+    proxies = {impl: HevcIntraProxy("420", kernels=impl).to(device) for impl in ("auto", "triton")}
 
     def step(impl: str) -> None:
         x.grad = None

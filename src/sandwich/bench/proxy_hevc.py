@@ -82,7 +82,7 @@ def measure_speed(subsampling: str) -> dict[str, float]:
     x = torch.rand(n, channels, h, w, generator=generator).requires_grad_(True)
     level = torch.linspace(-3.0, 1.5, n)
     grad_image, grad_bits = torch.randn(x.shape, generator=generator), torch.randn(n, generator=generator)
-    proxies = {"hevc": HevcIntraProxy(subsampling), "hevc_reference": HevcIntraProxy(subsampling, impl="reference"), "jpeg": JpegProxyCodec(subsampling)}
+    proxies = {"hevc": HevcIntraProxy(subsampling), "hevc_reference": HevcIntraProxy(subsampling, kernels="reference"), "jpeg": JpegProxyCodec(subsampling)}
 
     def step(name: str) -> None:
         x.grad = None

@@ -90,9 +90,8 @@ def transform_quantize(
     """
     if quantizer not in QUANTIZER_MODES:
         raise InputError(f"quantizer {quantizer!r} not one of {', '.join(QUANTIZER_MODES)}")
+    ops.check_kernels(impl, "transform_quantize")
     impl = ops.default_impl() if impl is None else impl
-    if impl not in ops.IMPLS:
-        raise InputError(f"kernel choice {impl!r} not one of {', '.join(ops.IMPLS)}")
     if block not in BLOCK_SIZES:
         raise InputError(f"DCT block size {block} not one of {BLOCK_SIZES}")
     if planes.dim() != 4 or (not pad_edges and (planes.shape[-1] % block or planes.shape[-2] % block)):

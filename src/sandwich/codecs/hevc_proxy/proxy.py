@@ -34,6 +34,7 @@ from sandwich.codecs.hevc_proxy import tables
 from sandwich.codecs.hevc_proxy.deblock import deblock
 from sandwich.codecs.hevc_proxy.intra import SizeCoding, code_size
 from sandwich.codecs.hevc_proxy.rate import HevcRate
+from sandwich.codecs.kernels.ops import check_kernels
 from sandwich.codecs.quantize import round_samples
 from sandwich.codecs.real.hevc import HevcCodec
 from sandwich.codecs.real.levels import KnobLevels
@@ -193,7 +194,8 @@ class HevcIntraProxy(nn.Module):
         qp: the knob value (x265's ``qp`` option) it codes at without a level (its base level).
         sizes: luma transform sizes to choose from.
         intra: intra prediction; deblocking: the deblocking filter (switches for tests and ablations).
-        impl: the kernel of the closed-loop decisions (:func:`.intra.decisions`; None: ``SANDWICH_KERNELS``).
+        kernels: the kernel of the closed-loop decisions (:func:`.intra.decisions`; None: ``SANDWICH_KERNELS``),
+            the ``codec.proxy.kernels`` key as for the JPEG proxy.
 
     Example:
         >>> proxy = HevcIntraProxy("420")
@@ -203,10 +205,17 @@ class HevcIntraProxy(nn.Module):
     """
 
     def __init__(
-        self, subsampling: str = "420", qp: float = 36.0, sizes: Sequence[int] = SIZES, intra: bool = True, deblocking: bool = True, impl: str | None = None
+        self,
+        subsampling: str = "420",
+        qp: float = 36.0,
+        sizes: Sequence[int] = SIZES,
+        intra: bool = True,
+        deblocking: bool = True,
+        kernels: str | None = None,
     ) -> None:
         super().__init__()
-        self.subsampling, self.qp, self.impl = subsampling, float(qp), impl
+        check_kernels(kernels, "hevc proxy")
+        self.subsampling, self.qp, self.kernels = subsampling, float(qp), kernels
         self.sizes, self.intra, self.deblocking = tuple(int(s) for s in sizes), bool(intra), bool(deblocking)
         self.channels = 1 if subsampling == "400" else 3
         self.alignment = CTB
@@ -236,7 +245,7 @@ class HevcIntraProxy(nn.Module):
             sizes=self.sizes,
             intra=self.intra,
             deblocking=self.deblocking,
-            impl=self.impl,
+            impl=self.kernels,
         )
         return out.recon / top, self.rate(out.features)
 

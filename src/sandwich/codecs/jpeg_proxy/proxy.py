@@ -234,6 +234,7 @@ class JpegProxyCodec(nn.Module):
         kernels: str | None = None,
     ) -> None:
         super().__init__()
+        ops.check_kernels(kernels, "jpeg proxy")
         self.proxy = JpegProxy(subsampling, quality=quality, flat_step=flat_step, trainable=trainable, quantizer=quantizer)
         self.rate = LinearJpegRate()
         self.kernels = kernels

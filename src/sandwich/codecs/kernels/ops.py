@@ -73,6 +73,13 @@ def default_impl() -> str:
     return value
 
 
+def check_kernels(kernels: str | None, what: str) -> None:
+    """Refuse a kernel choice (a ``kernels`` config key, an ``impl`` argument) that is not None or one of
+    :data:`IMPLS`: an :class:`~sandwich.errors.InputError` naming ``what`` chose it."""
+    if kernels is not None and kernels not in IMPLS:
+        raise InputError(f"{what}: kernels {kernels!r} not one of {', '.join(IMPLS)}")
+
+
 def interpreting() -> bool:
     """Whether Triton runs kernels in its interpreter (``TRITON_INTERPRET=1``, read as Triton reads it)."""
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
