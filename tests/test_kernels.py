@@ -389,7 +389,8 @@ def test_triton_hevc_decisions_compile_for_sm90_without_a_gpu(size: int) -> None
             pointer = lambda name: "*i64" if name == "modes_ptr" else f"*{dtype}"  # noqa: E731
             signature = {a: "constexpr" if a in constexprs else pointer(a) if a.endswith("_ptr") else "i32" for a in th.decide_kernel.arg_names}
             try:
-                compiled = triton.compile(ASTSource(fn=th.decide_kernel, signature=signature, constexprs=constexprs), target=GPUTarget("cuda", 90, 32))
+                source = ASTSource(fn=th.decide_kernel, signature=signature, constexprs=constexprs)
+                compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32))
             except RuntimeError as exc:
                 if "ptxas" in str(exc).lower() and "not found" in str(exc).lower():
                     pytest.skip(f"no ptxas: {exc}")
