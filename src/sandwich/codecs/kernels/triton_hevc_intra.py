@@ -8,8 +8,8 @@ run one after another; the images of a batch run in parallel). Per block:
 
 1. every mode's predicted coefficients, ``CHUNK`` columns of the ``(2s + 1, M·s²)`` map of the block's
    availability case at a time (the columns of consecutive modes are contiguous: a chunk holds whole modes,
-   all 35 of the 4x4 ones, one or two of the 32x32 ones): a loop over the ``2s + 1`` references, each a ``(P,)`` load of the
-   decoded planes and one contiguous row of the map, accumulated in registers; plus the bias;
+   all 35 of the 4x4 ones, one or two of the 32x32 ones): a loop over the ``2s + 1`` references, each a
+   ``(P,)`` load of the decoded planes and one contiguous row of the map, accumulated in registers; plus the bias;
 2. their SATD against the block's coefficients, summed over the planes, per mode; the cheapest mode (the
    first on ties) is kept across chunks;
 3. the chosen mode's prediction again (the same sums in the same order), ``u = (c - pred) / Δ``, HEVC's
