@@ -335,16 +335,27 @@ def test_interpreted_triton_ops_pass_opcheck(interpret_report: dict) -> None:
         assert all(v == "SUCCESS" for v in results.values()), (op, results)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("block", BLOCKS)
-def test_triton_kernels_compile_for_sm90_without_a_gpu(block: int) -> None:
-    """Ahead-of-time compile (Triton -> PTX -> cubin with the bundled ptxas) for an H100, no device needed."""
+def _compile_for_sm90(kernel, signature: dict[str, str], constexprs: dict) -> bytes:
+    """``kernel`` compiled ahead of time (Triton -> PTX -> cubin with the bundled ptxas) for an H100, no device
+    needed; the test is skipped in the interpreter or without ptxas. Returns the cubin."""
     if ops.interpreting():
         pytest.skip("TRITON_INTERPRET=1 in this process: the kernels are interpreted, not compiled")
     triton = pytest.importorskip("triton")
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
+    try:
+        return triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constexprs), target=GPUTarget("cuda", 90, 32)).asm["cubin"]
+    except RuntimeError as exc:
+        if "ptxas" in str(exc).lower() and "not found" in str(exc).lower():
+            pytest.skip(f"no ptxas: {exc}")
+        raise
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", BLOCKS)
+def test_triton_kernels_compile_for_sm90_without_a_gpu(block: int) -> None:
+    """Ahead-of-time compile of every block-codec kernel for an H100, no device needed."""
     from sandwich.codecs.kernels import triton_blockcodec as tb
 
     s = tb.tile_size(block)
@@ -360,13 +371,7 @@ def test_triton_kernels_compile_for_sm90_without_a_gpu(block: int) -> None:
     ]
     for kernel, constexprs in variants:
         signature = {a: "constexpr" if a in constexprs else pointers.get(a, "i32") for a in kernel.arg_names}
-        try:
-            compiled = triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constexprs), target=GPUTarget("cuda", 90, 32))
-        except RuntimeError as exc:
-            if "ptxas" in str(exc).lower() and "not found" in str(exc).lower():
-                pytest.skip(f"no ptxas: {exc}")
-            raise
-        assert compiled.asm["cubin"]
+        assert _compile_for_sm90(kernel, signature, constexprs)
 
 
 @pytest.mark.slow
@@ -374,12 +379,7 @@ def test_triton_kernels_compile_for_sm90_without_a_gpu(block: int) -> None:
 def test_triton_hevc_decisions_compile_for_sm90_without_a_gpu(size: int) -> None:
     """The HEVC decisions kernel, ahead of time for an H100 (no device needed), float32 and float64, one plane
     and two: a kernel the interpreter accepts but the compiler rejects fails here."""
-    if ops.interpreting():
-        pytest.skip("TRITON_INTERPRET=1 in this process: the kernels are interpreted, not compiled")
     triton = pytest.importorskip("triton")
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
     from sandwich.codecs.hevc_proxy.modes import MODES
     from sandwich.codecs.kernels import triton_hevc_intra as th
 
@@ -388,14 +388,7 @@ def test_triton_hevc_decisions_compile_for_sm90_without_a_gpu(size: int) -> None
             constexprs = dict(S=size, P=planes, PP=triton.next_power_of_2(planes), CHUNK=th.chunk_size(size, planes, MODES))
             pointer = lambda name: "*i64" if name == "modes_ptr" else f"*{dtype}"  # noqa: E731
             signature = {a: "constexpr" if a in constexprs else pointer(a) if a.endswith("_ptr") else "i32" for a in th.decide_kernel.arg_names}
-            try:
-                source = ASTSource(fn=th.decide_kernel, signature=signature, constexprs=constexprs)
-                compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32))
-            except RuntimeError as exc:
-                if "ptxas" in str(exc).lower() and "not found" in str(exc).lower():
-                    pytest.skip(f"no ptxas: {exc}")
-                raise
-            assert compiled.asm["cubin"], (dtype, planes)
+            assert _compile_for_sm90(th.decide_kernel, signature, constexprs), (dtype, planes)
 
 
 # ------------------------------------------------------------------------------------------- CUDA tests
