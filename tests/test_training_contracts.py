@@ -177,10 +177,17 @@ def test_a_run_started_from_another_codecs_sandwich_trains_from_its_processors(t
     assert processors and all(torch.equal(recorder.initial[k], source[k]) for k in processors)
 
 
-def test_a_sandwich_of_another_scenario_is_refused_as_a_start_before_anything_is_written(tmp_path: Path) -> None:
-    """A grayscale run from the RGB sandwich's processors (one input channel, not three), or from a file that is
-    not there: one line naming init_from, and no run folder."""
-    for source, needle in (("rgb_hevc", "do not fit this run's scenario and net"), (str(tmp_path / "none.ckpt"), "no such checkpoint")):
+def test_a_sandwich_of_another_scenario_is_refused_as_a_start_before_anything_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A grayscale run from the RGB sandwich's processors (one input channel, not three), from a file that is
+    not there, or from a name that is both a pretrained model and a file here: one line naming init_from, and
+    no run folder."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rgb_jpeg420").write_bytes(b"")
+    for source, needle in (
+        ("rgb_hevc", "do not fit this run's scenario and net"),
+        (str(tmp_path / "none.ckpt"), "no such checkpoint"),
+        ("rgb_jpeg420", "both a pretrained model and a file here have that name; give the file as ./rgb_jpeg420"),
+    ):
         out = tmp_path / "run"
         config = compose(["experiment=gray_jpeg", *TINY, f"out_dir={out}", f"init_from={source}"])
         with pytest.raises(InputError, match=needle):

@@ -132,9 +132,12 @@ def start_from(module: SandwichModule, source: str) -> None:
     ``state_dict`` (its weights' moving average, where the run kept one).
 
     Raises:
-        InputError: the source is missing or not a sandwich checkpoint, or its processors were built for
-            another scenario or net (their names, channels or shapes differ from this run's).
+        InputError: the source is missing or not a sandwich checkpoint, names both a pretrained model and a
+            file here, or its processors were built for another scenario or net (their names, channels or
+            shapes differ from this run's).
     """
+    if source in pretrained.names() and Path(source).exists():
+        raise InputError(f"init_from={source}: both a pretrained model and a file here have that name; give the file as ./{source}")
     try:
         path, _ = model_file(model=source) if source in pretrained.names() else model_file(ckpt=source)
         checkpoint = read_checkpoint(path)
