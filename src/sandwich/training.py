@@ -136,10 +136,11 @@ def start_from(module: SandwichModule, source: str) -> None:
             file here, or its processors were built for another scenario or net (their names, channels or
             shapes differ from this run's).
     """
-    if source in pretrained.names() and Path(source).exists():
+    named = source in pretrained.names()
+    if named and Path(source).exists():
         raise InputError(f"init_from={source}: both a pretrained model and a file here have that name; give the file as ./{source}")
     try:
-        path, _ = model_file(model=source) if source in pretrained.names() else model_file(ckpt=source)
+        path, _ = model_file(model=source) if named else model_file(ckpt=source)
         checkpoint = read_checkpoint(path)
     except InputError as exc:
         raise InputError(f"init_from: {exc}") from None
